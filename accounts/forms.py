@@ -1,0 +1,18 @@
+from django import forms
+
+from .models import User
+
+MAX_AVATAR_BYTES = 2 * 1024 * 1024
+
+
+class ProfileForm(forms.ModelForm):
+    class Meta:
+        model = User
+        fields = ["display_name", "avatar"]
+        help_texts = {"display_name": "Shown in the app instead of your email address."}
+
+    def clean_avatar(self):
+        avatar = self.cleaned_data.get("avatar")
+        if avatar and getattr(avatar, "size", 0) > MAX_AVATAR_BYTES:
+            raise forms.ValidationError("The picture is larger than 2 MB; please choose a smaller one.")
+        return avatar

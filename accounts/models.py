@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth.base_user import BaseUserManager
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.utils import timezone
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def _create_user(self, email: str, password: str | None, **extra: object) -> User:
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email: str, password: str | None = None, **extra: object) -> User:
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra)
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: object) -> User:
+        extra["is_staff"] = True
+        extra["is_superuser"] = True
+        return self._create_user(email, password, **extra)
+
+
+def avatar_path(user: User, filename: str) -> str:
+    # A random name: the file's URL must not reveal who it belongs to.
+    suffix = filename.rsplit(".", 1)[-1].lower()[:8] if "." in filename else "img"
+    return f"avatars/{user.pk}/{secrets.token_hex(8)}.{suffix}"
+
+
+class User(AbstractUser):
+    """A person with an account. The email address is the login."""
+
+    username = None
+    first_name = None
+    last_name = None
+    email = models.EmailField("email address", unique=True)
+    display_name = models.CharField(max_length=80, blank=True)
+    avatar = models.ImageField(upload_to=avatar_path, blank=True)
+
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    objects = UserManager()
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.email.split("@", 1)[0]
+
+
+class SignupMode(models.TextChoices):
+    OPEN = "open", "Anyone may sign up"
+    INVITE = "invite", "Only with an invitation"
+    CLOSED = "closed", "Nobody may sign up"
+
+
+class InstanceSettings(models.Model):
+    """Instance-wide switches admins change in the admin. Always exactly one row."""
+
+    signup_mode = models.CharField(max_length=10, choices=SignupMode.choices, default=SignupMode.OPEN)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "instance settings"
+        verbose_name_plural = "instance settings"
+
+    def __str__(self) -> str:
+        return "Instance settings"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+
+def _invitation_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Invitation(models.Model):
+    """Lets one person sign up while signups are invite-only."""
+
+    email = models.EmailField(blank=True, help_text="Leave empty to let anyone with the link sign up.")
+    token = models.CharField(max_length=64, unique=True, default=_invitation_token, editable=False)
+    created_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    accepted_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Invitation {self.email or self.token[:8]}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.accepted_at is None

@@ -1,0 +1,46 @@
+"""The frames the server sends over the chat socket (see chat/static/chat/chat.js).
+
+Offsets and lengths count UTF-16 code units, the way JavaScript strings do, so the
+browser can place a delta with ``text.length`` and emoji never shift the text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import Message
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def message_payload(message: Message, *, content: str | None = None) -> dict[str, Any]:
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "content": message.content if content is None else content,
+        "status": message.status,
+        "error": message.error,
+        "model": message.model,
+        "provider": message.provider,
+        "completion_tokens": message.completion_tokens,
+        "ttft_ms": message.ttft_ms,
+        "tokens_per_second": message.tokens_per_second,
+    }
+
+
+def message_event(message: Message) -> dict[str, Any]:
+    return {"type": "message", "message": message_payload(message)}
+
+
+def delta_event(*, message_id: int, offset: int, text: str) -> dict[str, Any]:
+    return {"type": "delta", "id": message_id, "offset": offset, "text": text}
+
+
+def sync_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "sync", "messages": messages}
+
+
+def error_event(*, code: str, error: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "error": error}

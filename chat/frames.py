@@ -1,0 +1,81 @@
+"""Validation of what a browser sends over the chat socket."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from .errors import ChatError
+
+MAX_SYNC_IDS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SendFrame:
+    content: str
+    model: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StopFrame:
+    message_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncFrame:
+    message_ids: list[int]
+
+
+ClientFrame = SendFrame | StopFrame | SyncFrame
+
+
+def _optional_int(frame: dict, key: str) -> int | None:
+    value = frame.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ChatError("bad_frame", f"'{key}' must be a message id (a whole number).")
+    return value
+
+
+def frame_parse(raw: str | bytes | None, *, conversation_id: str) -> ClientFrame:
+    if raw is None:
+        raise ChatError("bad_frame", "Frames must be JSON text.")
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
+    if size > settings.CHAT_MAX_FRAME_BYTES:
+        raise ChatError("too_large", f"Frames are limited to {settings.CHAT_MAX_FRAME_BYTES // 1024} KB.")
+    try:
+        frame = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ChatError("bad_json", "That frame is not valid JSON.") from None
+    if not isinstance(frame, dict):
+        raise ChatError("bad_frame", "A frame must be a JSON object with a 'type'.")
+    named = frame.get("conversation")
+    if named is not None and str(named) != conversation_id:
+        raise ChatError("forbidden", "This socket belongs to another conversation.")
+
+    kind = frame.get("type")
+    if kind == "send":
+        content = frame.get("content")
+        if not isinstance(content, str):
+            raise ChatError("bad_frame", "'send' needs 'content' (text).")
+        model = frame.get("model")
+        if model is not None and not isinstance(model, str):
+            raise ChatError("bad_frame", "'model' must be a model id (text).")
+        return SendFrame(content=content, model=model or None)
+    if kind == "stop":
+        return StopFrame(message_id=_optional_int(frame, "message"))
+    if kind == "sync":
+        ids = frame.get("messages", [])
+        if (
+            not isinstance(ids, list)
+            or len(ids) > MAX_SYNC_IDS
+            or any(isinstance(i, bool) or not isinstance(i, int) for i in ids)
+        ):
+            raise ChatError("bad_frame", f"'messages' must be a list of at most {MAX_SYNC_IDS} message ids.")
+        return SyncFrame(message_ids=ids)
+    if kind is None:
+        raise ChatError("bad_frame", "A frame must have a 'type'.")
+    raise ChatError("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.")

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    max_tokens: int
+    temperature: float = 0.7
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of the reply. The last one a provider yields may carry only token counts."""
+
+    text: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class ProviderError(Exception):
+    """A failure to show the user as it is (no internals, no secrets)."""
+
+
+class ChatProvider(Protocol):
+    name: str  # recorded on each message as who received its text
+
+    def stream(
+        self, turns: Sequence[ChatTurn], params: GenerationParams, cancel: threading.Event
+    ) -> Iterator[Delta]:
+        """Yield the reply as it is made; end early, still reporting usage, once ``cancel`` is set."""
+        ...

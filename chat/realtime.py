@@ -1,0 +1,115 @@
+"""Sending live chat events to browsers from synchronous code.
+
+Events go through the channel layer to the group of a conversation. ``publish`` never
+blocks the caller (a worker thread generating tokens): it queues the event on an event
+loop that sends them one after another, so they arrive in the order they were made.
+The loop is the server's own in the web process (bound by ``bind_event_loop`` in the
+ASGI app; the in-memory layer of embedded mode only works there) and a private
+background loop elsewhere (Celery workers), which keeps one Redis connection pool alive
+instead of starting a loop per send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPE = "chat.event"  # handled by ChatConsumer.chat_event
+
+
+class GroupPublisher:
+    def __init__(self) -> None:
+        self._target: tuple[asyncio.AbstractEventLoop, asyncio.Queue] | None = None
+        self._lock = threading.Lock()
+
+    def bind_event_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send from ``loop`` from now on. Must be called from inside that loop."""
+        target = self._target
+        if target is not None and target[0] is loop:
+            return
+        with self._lock:
+            queue: asyncio.Queue = asyncio.Queue()
+            loop.create_task(self._drain(queue))
+            self._target = (loop, queue)
+
+    def publish(self, group: str, payload: dict[str, Any]) -> None:
+        """Queue ``payload`` (JSON-serialisable) for every socket in ``group``."""
+        loop, queue = self._ensure_target()
+        # Serialised once here, not once per connected socket.
+        event = {"type": EVENT_TYPE, "text": json.dumps(payload, separators=(",", ":"))}
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (group, event))
+        except RuntimeError:  # the loop was closed (a finished test, a server shutting down)
+            logger.debug("Dropped a live event for %s: its event loop is closed", group)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every queued event has been handed to the channel layer."""
+        target = self._target
+        if target is None:
+            return
+        loop, queue = target
+        try:
+            if loop.is_running() and not _running_in(loop):
+                asyncio.run_coroutine_threadsafe(queue.join(), loop).result(timeout)
+        except (TimeoutError, RuntimeError):
+            logger.warning("Live events were still queued after %.1fs", timeout)
+
+    def _ensure_target(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Queue]:
+        target = self._target
+        if target is not None and not target[0].is_closed():
+            return target
+        with self._lock:
+            if self._target is None or self._target[0].is_closed():
+                self._target = self._start_background_loop()
+            return self._target
+
+    def _start_background_loop(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Queue]:
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, name="localai-publisher", daemon=True).start()
+
+        async def make_queue() -> asyncio.Queue:
+            queue: asyncio.Queue = asyncio.Queue()
+            loop.create_task(self._drain(queue))
+            return queue
+
+        return loop, asyncio.run_coroutine_threadsafe(make_queue(), loop).result()
+
+    @staticmethod
+    async def _drain(queue: asyncio.Queue) -> None:
+        layer = get_channel_layer()
+        while True:
+            group, event = await queue.get()
+            try:
+                await layer.group_send(group, event)
+            except Exception:
+                logger.exception("Could not send a live event to %s", group)
+            finally:
+                queue.task_done()
+
+
+def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+publisher = GroupPublisher()
+
+
+class BindPublisherLoop:
+    """ASGI wrapper: live events from this process go out through the server's loop."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        publisher.bind_event_loop(asyncio.get_running_loop())
+        return await self.app(scope, receive, send)

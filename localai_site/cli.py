@@ -1,0 +1,97 @@
+"""The ``localai`` command: ``serve``, ``worker``, and every manage.py command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "localai_site.settings")
+    import django
+
+    django.setup()
+
+
+def serve(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="localai serve", description="Migrate, then run the web app.")
+    parser.add_argument("--host", default=os.environ.get("LOCALAI_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCALAI_PORT", "8000")))
+    parser.add_argument("--no-migrate", action="store_true", help="skip migrations (another process runs them)")
+    args = parser.parse_args(argv)
+
+    _setup_django()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    if not args.no_migrate:
+        call_command("migrate", interactive=False, verbosity=0)
+    from chat.services import replies_fail_stale
+    from models_hub.services import bundled_model_register
+
+    bundled_model_register()
+    if not settings.SCALED:
+        # Embedded replies ran in the process that just ended: none can still be alive.
+        replies_fail_stale(everything=True)
+
+    from daphne.cli import CommandLineInterface
+
+    mode = "scaled (Redis)" if settings.SCALED else "embedded"
+    print(f"LocalAI is running in {mode} mode at http://{args.host}:{args.port}/  (Ctrl+C to stop)", flush=True)
+    CommandLineInterface().run(
+        ["--bind", args.host, "--port", str(args.port), "--proxy-headers", "localai_site.asgi:application"]
+    )
+
+
+def worker(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="localai worker", description="Run a Celery worker.")
+    parser.add_argument("--queues", "-Q", default="local,cloud", help="comma-separated: local, cloud")
+    parser.add_argument("--concurrency", "-c", type=int, default=None)
+    parser.add_argument("--loglevel", "-l", default="info")
+    parser.add_argument("--beat", action="store_true", help="also run the periodic-task scheduler")
+    args, extra = parser.parse_known_args(argv)
+
+    _setup_django()
+    from django.conf import settings
+
+    if not settings.SCALED:
+        sys.exit("localai worker needs REDIS_URL: in embedded mode replies run inside `localai serve`.")
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    unknown = set(queues) - {"local", "cloud", "default"}
+    if unknown:
+        sys.exit(f"Unknown queue(s): {', '.join(sorted(unknown))}. Use local, cloud.")
+    if "default" not in queues:
+        queues.append("default")  # housekeeping, such as failing replies whose worker died
+    if queues == ["local", "default"]:
+        # llama.cpp already uses every core for one reply: one task at a time, in-process.
+        pool = ["--pool", "solo"]
+    else:
+        pool = ["--pool", "threads", "--concurrency", str(args.concurrency or 8)]
+    from localai_site.celery import app
+
+    command = [
+        "worker", "--queues", ",".join(queues), "--loglevel", args.loglevel, *pool,
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ]
+    if args.beat:
+        command.append("--beat")
+    app.worker_main([*command, *extra])
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv else "help"
+    if command == "serve":
+        serve(argv[1:])
+    elif command == "worker":
+        worker(argv[1:])
+    else:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "localai_site.settings")
+        from django.core.management import execute_from_command_line
+
+        execute_from_command_line(["localai", *argv])
+
+
+if __name__ == "__main__":
+    main()

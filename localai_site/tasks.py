@@ -1,0 +1,49 @@
+"""One way to start background work, in both modes.
+
+Scaled mode hands the task to Celery (Redis broker, separate worker processes).
+Embedded mode runs it on a pool inside this process: local generation on a single
+thread (one llama.cpp model at a time), everything else on a small pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from celery import Task
+from django.conf import settings
+from django.db import close_old_connections, connections
+
+logger = logging.getLogger(__name__)
+
+_POOL_SIZES = {"local": 1, "cloud": 8, "default": 2}
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(queue: str) -> ThreadPoolExecutor:
+    with _pools_lock:
+        if queue not in _pools:
+            _pools[queue] = ThreadPoolExecutor(
+                max_workers=_POOL_SIZES.get(queue, 2), thread_name_prefix=f"localai-{queue}"
+            )
+        return _pools[queue]
+
+
+def _run_in_process(task: Task, args: tuple) -> None:
+    close_old_connections()
+    try:
+        task.run(*args)
+    except Exception:
+        logger.exception("Task %s%r failed", task.name, args)
+    finally:
+        connections.close_all()
+
+
+def task_enqueue(task: Task, *args: object, queue: str) -> Future | None:
+    """Start ``task(*args)`` on ``queue``. Call it from ``transaction.on_commit``."""
+    if settings.TASKS_IN_PROCESS:
+        return _pool(queue).submit(_run_in_process, task, args)
+    task.apply_async(args=args, queue=queue)
+    return None
