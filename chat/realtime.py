@@ -18,10 +18,11 @@ import threading
 from typing import Any
 
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-EVENT_TYPE = "chat.event"  # handled by ChatConsumer.chat_event
+EVENT_TYPE = "chat.event"  # delivered by ChatConsumer.dispatch
 
 
 class GroupPublisher:
@@ -42,8 +43,7 @@ class GroupPublisher:
     def publish(self, group: str, payload: dict[str, Any]) -> None:
         """Queue ``payload`` (JSON-serialisable) for every socket in ``group``."""
         loop, queue = self._ensure_target()
-        # Serialised once here, not once per connected socket.
-        event = {"type": EVENT_TYPE, "text": json.dumps(payload, separators=(",", ":"))}
+        event = layer_event(payload)
         try:
             loop.call_soon_threadsafe(queue.put_nowait, (group, event))
         except RuntimeError:  # the loop was closed (a finished test, a server shutting down)
@@ -92,6 +92,19 @@ class GroupPublisher:
                 logger.exception("Could not send a live event to %s", group)
             finally:
                 queue.task_done()
+
+
+def layer_event(payload: dict[str, Any]) -> dict[str, str]:
+    # Serialised to JSON once here, not once per connected socket.
+    return {"type": EVENT_TYPE, "text": json.dumps(payload, separators=(",", ":"))}
+
+
+def redis_pubsub_message(group: str, payload: dict[str, Any]) -> tuple[str, bytes]:
+    """The Redis channel and bytes that the pub/sub channel layer's ``group_send`` would
+    PUBLISH, so a worker can send a delta in the same round trip as its other writes.
+    Delivery through this path is covered by the scaled-mode tests."""
+    config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
+    return f"{config['prefix']}__group__{group}", get_channel_layer().serialize(layer_event(payload))
 
 
 def _running_in(loop: asyncio.AbstractEventLoop) -> bool:

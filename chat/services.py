@@ -122,7 +122,7 @@ def reply_generate(*, message_id: int) -> None:
     usage = None
     try:
         provider = provider_for(_model_choose(reply.model))
-        params = GenerationParams(max_tokens=settings.CHAT_MAX_TOKENS)
+        params = GenerationParams(max_tokens=settings.CHAT_MAX_TOKENS, temperature=settings.CHAT_TEMPERATURE)
         for delta in provider.stream(_history(reply), params, writer.cancel):
             if delta.text:
                 writer.add(delta.text)

@@ -6,6 +6,7 @@ llama.cpp contexts are not thread-safe: one generation at a time per loaded mode
 
 from __future__ import annotations
 
+import atexit
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -61,3 +62,13 @@ def loaded_model_get(spec: LoadSpec) -> LoadedModel:
             )
             loaded = _loaded[spec] = LoadedModel(llama)
         return loaded
+
+
+@atexit.register
+def _unload_all() -> None:
+    # Free llama.cpp memory while the interpreter is still whole: left to garbage
+    # collection at exit, llama-cpp-python's finalisers fail noisily.
+    with _loading_lock:
+        for loaded in _loaded.values():
+            loaded.llama.close()
+        _loaded.clear()

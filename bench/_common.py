@@ -1,0 +1,69 @@
+"""Shared helpers for the benchmarks: starting the app's processes and reporting."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 60.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+@contextmanager
+def processes(*commands: tuple[list[str], dict[str, str], Path]):
+    """Start each (argv, env, log file) and stop them all on exit."""
+    started = []
+    try:
+        for argv, env, log in commands:
+            handle = open(log, "wb")  # noqa: SIM115 - closed below
+            started.append((subprocess.Popen(argv, env=env, stdout=handle, stderr=subprocess.STDOUT), handle))
+        yield [proc for proc, _ in started]
+    finally:
+        for proc, _ in started:
+            proc.terminate()
+        for proc, handle in started:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            handle.close()
+
+
+def app_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update({"LOCALAI_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "localai_site.settings"}, **extra)
+    return env
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 2)
+
+
+def report(result: dict) -> None:
+    print(json.dumps(result), flush=True)

@@ -1,0 +1,7 @@
+"""Loaded by pytest before Django (``-p tests._env``): tests keep their data apart."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("LOCALAI_DATA_DIR", str(Path(__file__).resolve().parent.parent / ".test-data"))
+os.environ.setdefault("CHAT_TEMPERATURE", "0")

@@ -1,0 +1,276 @@
+"""What a person sees in the chat page, in a real browser, with replies from the real model.
+
+The app is served by daphne (``ChannelsLiveServerTestCase``: HTTP and websockets) in a
+child process forked from this one, so settings overridden on the class before the
+server starts (``CHAT_MAX_TOKENS``) are the server's settings too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+from channels.testing import ChannelsLiveServerTestCase
+from django.test import override_settings
+from playwright.sync_api import Page, expect, sync_playwright
+
+from accounts.models import User
+from chat.models import ACTIVE_STATUSES, Conversation, Message, MessageStatus, Role
+from models_hub.services import bundled_model_register
+
+from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = pytest.mark.browser
+
+SHORT_MAX_TOKENS = 120  # replies that must finish: long enough to watch them grow
+LONG_MAX_TOKENS = 400  # replies to stop or reload in the middle of
+PASSWORD = "a long enough passphrase"
+LONG_PROMPT = "Write a very long story about a dragon."
+REPLY_TIMEOUT_MS = 120_000  # a whole long reply on a slow, busy machine
+CONVERSATION_URL = re.compile(r"/c/[0-9a-f-]{36}/$")
+STATS = re.compile(r"^\d+ tokens · [\d.]+ tok/s")
+
+# In the page: read the newest reply every `ms` until it is no longer being written.
+# Status and text are read together, so each sample is consistent.
+SAMPLE_REPLY_JS = """
+async ({count, ms}) => {
+  const samples = [];
+  for (let i = 0; i < count; i++) {
+    const el = [...document.querySelectorAll("article.message-assistant")].pop();
+    const status = el.dataset.status;
+    samples.push({status, length: el.querySelector(".message-body").textContent.length});
+    if (status !== "queued" && status !== "streaming") break;
+    await new Promise((resolve) => setTimeout(resolve, ms));
+  }
+  return samples;
+}
+"""
+
+
+def sign_up(page: Page, base_url: str, email: str) -> None:
+    page.goto(f"{base_url}/accounts/signup/")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password1]", PASSWORD)
+    page.fill("input[name=password2]", PASSWORD)
+    page.click("form[action='/accounts/signup/'] button[type=submit]")
+    page.wait_for_url(f"{base_url}/")
+
+
+def send_from_home(page: Page, text: str) -> None:
+    """Enter on the home page posts the form; the new conversation's page opens."""
+    page.fill("#composer-input", text)
+    page.press("#composer-input", "Enter")
+    page.wait_for_url(CONVERSATION_URL)
+
+
+def last_reply(page: Page):
+    return page.locator("article.message-assistant").last
+
+
+def wait_for_reply_text(page: Page, min_length: int = 1) -> None:
+    """Until the newest reply shows at least `min_length` characters while being written."""
+    page.wait_for_function(
+        """(min) => {
+          const el = [...document.querySelectorAll("article.message-assistant")].pop();
+          return el && el.dataset.status === "streaming"
+            && el.querySelector(".message-body").textContent.length >= min;
+        }""",
+        arg=min_length,
+        timeout=REPLY_TIMEOUT_MS,
+    )
+
+
+def reply_in_db(reply) -> Message:
+    return Message.objects.get(pk=int(reply.get_attribute("data-message-id")))
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png")
+
+
+class BrowserTestCase(ChannelsLiveServerTestCase):
+    """One daphne server and one Chromium per subclass, a fresh browser context per test.
+
+    Subclasses set the server's settings with ``@override_settings``: applied in
+    ``SimpleTestCase.setUpClass``, before the server process is forked.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()  # forks the daphne child, with the subclass's settings
+        # Playwright's sync API marks an event loop as running between its calls, which
+        # Django takes for async code and refuses DB access (even the flush after each
+        # test). Nothing async runs here, so allow it; only in this process: the server
+        # was forked before and keeps its checks.
+        cls._async_unsafe_before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+        cls.playwright = sync_playwright().start()
+        cls.browser = cls.playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.browser.close()
+        cls.playwright.stop()
+        if cls._async_unsafe_before is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = cls._async_unsafe_before
+        super().tearDownClass()
+
+    def setUp(self):
+        bundled_model_register()  # the flush after each test removes it
+        self.context = self.browser.new_context(viewport={"width": 1280, "height": 800})
+        self.context.set_default_timeout(15_000)
+        self.page = self.context.new_page()
+
+    def tearDown(self):
+        self.context.close()
+        # One model thread serves every test: a reply left running would delay the next.
+        deadline = time.monotonic() + 60
+        while Message.objects.filter(status__in=ACTIVE_STATUSES).exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _conversation_with_one_exchange(self, email: str) -> Conversation:
+        owner = User.objects.get(email=email)
+        model = bundled_model_register()
+        conversation = Conversation.objects.create(owner=owner, model=model.model_id, title="Greetings")
+        Message.objects.create(conversation=conversation, role=Role.USER, content="Hi!")
+        Message.objects.create(
+            conversation=conversation, role=Role.ASSISTANT, content="Hello! How can I help?", status="done"
+        )
+        return conversation
+
+    def _wait_until(self, condition, failure: str, timeout_ms: int = 10_000) -> None:
+        deadline = time.monotonic() + timeout_ms / 1000
+        while not condition():
+            assert time.monotonic() < deadline, failure
+            self.page.wait_for_timeout(50)  # lets Playwright deliver events meanwhile
+
+
+@override_settings(CHAT_MAX_TOKENS=SHORT_MAX_TOKENS, CHAT_TEMPERATURE=0)
+class ChatPageTests(BrowserTestCase):
+    def test_first_user_is_admin_and_sees_reply_stream_in_then_finish_with_stats(self):
+        page = self.page
+        sign_up(page, self.live_server_url, "first@example.com")
+        expect(page.locator(".topnav a", has_text="Admin")).to_be_visible()
+
+        send_from_home(page, "Tell me about the moon.")
+        expect(page.locator("article.message-user .message-body")).to_have_text("Tell me about the moon.")
+        wait_for_reply_text(page)
+        samples = page.evaluate(SAMPLE_REPLY_JS, {"count": 8, "ms": 120})
+        screenshot(page, "chat-streaming")
+
+        streaming = [s["length"] for s in samples if s["status"] == "streaming"]
+        assert len(streaming) >= 3, f"too few samples while streaming: {samples}"
+        assert streaming == sorted(streaming), f"the text shrank: {samples}"
+        assert len(set(streaming)) >= 3, f"the text did not grow on screen: {samples}"
+
+        reply = last_reply(page)
+        expect(reply).to_have_class(re.compile(r"\bstatus-done\b"), timeout=REPLY_TIMEOUT_MS)
+        assert reply.locator(".message-body").text_content().strip()
+        expect(reply.locator(".meta-stats")).to_have_text(STATS)
+        # The story outgrows the server's limit (this class's override): it is cut there.
+        expect(reply.locator(".meta-stats")).to_contain_text(f"{SHORT_MAX_TOKENS} tokens")
+        expect(page.locator("#stop-button")).to_be_hidden()
+        screenshot(page, "chat-done")
+
+    def test_enter_sends_over_the_socket_and_shift_enter_adds_a_newline(self):
+        page = self.page
+        sign_up(page, self.live_server_url, "typist@example.com")
+        conversation = self._conversation_with_one_exchange("typist@example.com")
+        sent_frames: list[str] = []
+        received_frames: list[str] = []
+
+        def watch(ws):
+            ws.on("framesent", lambda payload: sent_frames.append(payload))
+            ws.on("framereceived", lambda payload: received_frames.append(payload))
+
+        page.on("websocket", watch)
+        page.goto(f"{self.live_server_url}/c/{conversation.pk}/")
+        # The socket answers its opening sync: from then on Enter can send.
+        self._wait_until(lambda: received_frames, "the chat socket never answered")
+        expect(page.locator("article.message-user")).to_have_count(1)
+
+        composer = page.locator("#composer-input")
+        composer.click()
+        composer.press_sequentially("Say hello.")
+        composer.press("Shift+Enter")
+        composer.press_sequentially("Answer in one short sentence.")
+        expect(composer).to_have_value("Say hello.\nAnswer in one short sentence.")
+        assert not [f for f in sent_frames if '"type":"send"' in f.replace(" ", "")]
+
+        composer.press("Enter")
+        expect(composer).to_have_value("")
+        users = page.locator("article.message-user")
+        expect(users).to_have_count(2)
+        expect(users.last.locator(".message-body")).to_have_text("Say hello.\nAnswer in one short sentence.")
+        replies = page.locator("article.message-assistant")
+        expect(replies).to_have_count(2)
+        expect(replies.last).to_have_class(re.compile(r"\bstatus-done\b"), timeout=REPLY_TIMEOUT_MS)
+        assert replies.last.locator(".message-body").text_content().strip()
+        assert Message.objects.filter(conversation=conversation, role=Role.USER).count() == 2
+        assert page.url.endswith(f"/c/{conversation.pk}/"), "sending left the page"
+
+    def test_signed_out_visitor_is_sent_to_sign_in(self):
+        page = self.page
+        page.goto(f"{self.live_server_url}/")
+        assert page.url == f"{self.live_server_url}/accounts/login/?next=/"
+        expect(page.locator("input[name=password]")).to_be_visible()
+        expect(page.locator("#composer-input")).to_have_count(0)
+
+
+@override_settings(CHAT_MAX_TOKENS=LONG_MAX_TOKENS, CHAT_TEMPERATURE=0)
+class LongReplyTests(BrowserTestCase):
+    def test_stop_keeps_the_text_so_far_and_ends_the_reply(self):
+        page = self.page
+        sign_up(page, self.live_server_url, "stopper@example.com")
+        send_from_home(page, LONG_PROMPT)
+        wait_for_reply_text(page, min_length=40)
+
+        page.click("#stop-button")
+        reply = last_reply(page)
+        expect(reply).to_have_class(re.compile(r"\bstatus-stopped\b"))
+        expect(page.locator("#stop-button")).to_be_hidden()
+        shown = reply.locator(".message-body").text_content()
+        assert shown.strip()
+        page.wait_for_timeout(1000)  # would a stopped reply keep growing?
+        assert reply.locator(".message-body").text_content() == shown
+        screenshot(page, "chat-stopped")
+
+        saved = reply_in_db(reply)
+        assert saved.status == MessageStatus.STOPPED
+        assert saved.content == shown
+        assert saved.completion_tokens < LONG_MAX_TOKENS
+
+    def test_reload_mid_reply_shows_text_so_far_and_finishes_without_loss_or_doubling(self):
+        page = self.page
+        sign_up(page, self.live_server_url, "reloader@example.com")
+        send_from_home(page, LONG_PROMPT)
+        wait_for_reply_text(page)
+        # The page is rendered from the database: wait for the first periodic save
+        # (CHAT_SAVE_INTERVAL_MS) of the reply, which comes while it streams.
+        reply_id = int(last_reply(page).get_attribute("data-message-id"))
+        self._wait_until(
+            lambda: Message.objects.filter(pk=reply_id).exclude(content="").exists(),
+            "the streaming reply was never saved",
+        )
+
+        page.reload(wait_until="domcontentloaded")
+        reply = last_reply(page)
+        assert reply.get_attribute("data-status") == "streaming", "the reply ended before the reload"
+        at_reload = reply.locator(".message-body").text_content()
+        assert at_reload.strip(), "the page came back without the text written so far"
+
+        expect(reply).to_have_class(re.compile(r"\bstatus-done\b"), timeout=REPLY_TIMEOUT_MS)
+        final = reply.locator(".message-body").text_content()
+        saved = reply_in_db(reply)
+        assert final == saved.content
+        assert final.startswith(at_reload)
+        assert len(final) > len(at_reload)
+        # The server ran with this class's settings: the story is cut at its limit.
+        assert saved.completion_tokens == LONG_MAX_TOKENS

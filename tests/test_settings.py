@@ -1,0 +1,86 @@
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from localai_site.env import env_bool, env_choice, env_int, env_str
+
+
+def test_env_bool_reads_common_spellings(monkeypatch):
+    monkeypatch.setenv("FLAG", "yes")
+    assert env_bool("FLAG") is True
+    monkeypatch.setenv("FLAG", "0")
+    assert env_bool("FLAG", True) is False
+    monkeypatch.delenv("FLAG")
+    assert env_bool("FLAG", True) is True
+
+
+def test_env_bool_rejects_anything_else_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("DEBUG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="DEBUG='maybe' is not a boolean"):
+        env_bool("DEBUG")
+
+
+def test_env_int_checks_type_and_range(monkeypatch):
+    monkeypatch.setenv("N", "twelve")
+    with pytest.raises(ImproperlyConfigured, match="N='twelve' is not a whole number"):
+        env_int("N", 1)
+    monkeypatch.setenv("N", "0")
+    with pytest.raises(ImproperlyConfigured, match="below the minimum of 1"):
+        env_int("N", 5, minimum=1)
+    monkeypatch.setenv("N", "7")
+    assert env_int("N", 5, minimum=1) == 7
+
+
+def test_env_choice_lists_the_allowed_values(monkeypatch):
+    monkeypatch.setenv("SIGNUP_MODE", "sometimes")
+    with pytest.raises(ImproperlyConfigured, match="open, invite, closed"):
+        env_choice("SIGNUP_MODE", "open", ("open", "invite", "closed"))
+
+
+def test_secret_can_come_from_a_file(monkeypatch, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    monkeypatch.setenv("SECRET_KEY_FILE", str(secret))
+    assert env_str("SECRET_KEY") == "s3cret"
+
+
+def _settings_in_subprocess(tmp_path, **env):
+    return subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.DEBUG, settings.SCALED, "
+         "settings.DATABASES['default']['ENGINE'], settings.CHANNEL_LAYERS['default']['BACKEND'])"],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "localai_site.settings", "LOCALAI_DATA_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_embedded_defaults_need_nothing_but_a_data_folder(tmp_path):
+    env = {k: "" for k in ("REDIS_URL", "DATABASE_URL", "DEBUG")}
+    result = _settings_in_subprocess(tmp_path, **env)
+    assert result.stdout.split() == [
+        "False", "False", "django.db.backends.sqlite3", "channels.layers.InMemoryChannelLayer",
+    ], result.stderr
+    key_file = tmp_path / "secret_key"
+    first_key = key_file.read_text()
+    assert len(first_key) >= 50
+    _settings_in_subprocess(tmp_path, **env)
+    assert key_file.read_text() == first_key, "the secret key must be made once and kept"
+
+
+def test_redis_and_database_urls_switch_to_scaled_mode(tmp_path):
+    result = _settings_in_subprocess(
+        tmp_path, REDIS_URL="redis://127.0.0.1:6379/9", DATABASE_URL="postgres://u@127.0.0.1:5432/x"
+    )
+    assert result.stdout.split()[1:] == [
+        "True", "django.db.backends.postgresql", "channels_redis.pubsub.RedisPubSubChannelLayer",
+    ], result.stderr
+
+
+def test_a_bad_value_stops_start_up_with_a_clear_message(tmp_path):
+    result = _settings_in_subprocess(tmp_path, CHAT_MAX_TOKENS="lots")
+    assert result.returncode != 0
+    assert "CHAT_MAX_TOKENS='lots' is not a whole number" in result.stderr
