@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from .models import Invitation, InstanceSettings
+from .models import InstanceSettings, Invitation
 
 
 def instance_settings_get() -> InstanceSettings:

@@ -57,7 +57,9 @@ def processes(*commands: tuple[list[str], dict[str, str], Path]):
 
 def app_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    env.update({"LOCALAI_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "localai_site.settings"}, **extra)
+    env.update(
+        {"LOCALAI_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "localai_site.settings"}, **extra
+    )
     return env
 
 

@@ -66,7 +66,12 @@ def raw_child(threads: int, max_tokens: int) -> None:
                 last = time.perf_counter()
                 first = first or last
                 tokens += 1
-        print(json.dumps({"ttft_ms": (first - start) * 1000, "tokens": tokens, "tok_s": (tokens - 1) / (last - first)}), flush=True)
+        print(
+            json.dumps(
+                {"ttft_ms": (first - start) * 1000, "tokens": tokens, "tok_s": (tokens - 1) / (last - first)}
+            ),
+            flush=True,
+        )
 
 
 class RawRunner:
@@ -160,7 +165,9 @@ class AppClient:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument("--raw-child", type=int, help=argparse.SUPPRESS)

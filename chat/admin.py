@@ -19,11 +19,31 @@ class ConversationAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "conversation", "role", "status", "model", "provider", "completion_tokens", "created_at"]
+    list_display = [
+        "id",
+        "conversation",
+        "role",
+        "status",
+        "model",
+        "provider",
+        "completion_tokens",
+        "created_at",
+    ]
     list_filter = ["status", "role", "provider"]
     fields = [
-        "conversation", "role", "status", "error", "model", "provider", "prompt_tokens",
-        "completion_tokens", "ttft_ms", "duration_ms", "created_at", "started_at", "finished_at",
+        "conversation",
+        "role",
+        "status",
+        "error",
+        "model",
+        "provider",
+        "prompt_tokens",
+        "completion_tokens",
+        "ttft_ms",
+        "duration_ms",
+        "created_at",
+        "started_at",
+        "finished_at",
     ]
     readonly_fields = fields
 

@@ -76,7 +76,11 @@ class Message(models.Model):
         ordering = ["created_at", "id"]
         indexes = [
             models.Index(fields=["conversation", "id"], name="message_conversation_order"),
-            models.Index(fields=["status"], name="message_status", condition=models.Q(status__in=["queued", "streaming"])),
+            models.Index(
+                fields=["status"],
+                name="message_status",
+                condition=models.Q(status__in=["queued", "streaming"]),
+            ),
         ]
 
     def __str__(self) -> str:

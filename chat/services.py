@@ -67,7 +67,11 @@ def message_send(
         raise ChatError("busy", "A reply is still being written. Wait for it or press Stop.")
 
     user_message = Message.objects.create(
-        conversation=conversation, role=Role.USER, content=text, model=choice.model_id, provider=choice.provider
+        conversation=conversation,
+        role=Role.USER,
+        content=text,
+        model=choice.model_id,
+        provider=choice.provider,
     )
     reply = Message.objects.create(
         conversation=conversation,
@@ -182,7 +186,10 @@ def replies_fail_stale(*, conversation: Conversation | None = None, everything: 
         active = active.filter(conversation=conversation)
     if not everything:
         active = active.filter(
-            Q(status=MessageStatus.STREAMING, heartbeat_at__lt=now - timedelta(seconds=settings.CHAT_STALE_AFTER_S))
+            Q(
+                status=MessageStatus.STREAMING,
+                heartbeat_at__lt=now - timedelta(seconds=settings.CHAT_STALE_AFTER_S),
+            )
             | Q(
                 status=MessageStatus.QUEUED,
                 created_at__lt=now - timedelta(seconds=settings.CHAT_QUEUED_TIMEOUT_S),

@@ -3,7 +3,8 @@
 The model's speed is the product's speed, and on a small machine every bit of CPU spent
 here is taken from the model. So per token this only appends to a list and reads the
 clock; the work happens once per batch (refresh the shared live text, send a delta, read
-the stop flag: one Redis round trip in scaled mode) and once per save interval (one UPDATE, no open transaction).
+the stop flag: one Redis round trip in scaled mode) and once per save interval (one
+UPDATE, no open transaction).
 """
 
 from __future__ import annotations

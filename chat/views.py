@@ -69,7 +69,9 @@ def message_send(request, conversation_id):
         if not form.is_valid():
             raise ChatError("empty", "Write a message first.")
         services.message_send(
-            conversation=conversation, content=form.cleaned_data["content"], model_id=form.cleaned_data["model"]
+            conversation=conversation,
+            content=form.cleaned_data["content"],
+            model_id=form.cleaned_data["model"],
         )
     except ChatError as exc:
         messages.error(request, exc.message)

@@ -18,7 +18,9 @@ def serve(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="localai serve", description="Migrate, then run the web app.")
     parser.add_argument("--host", default=os.environ.get("LOCALAI_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("LOCALAI_PORT", "8000")))
-    parser.add_argument("--no-migrate", action="store_true", help="skip migrations (another process runs them)")
+    parser.add_argument(
+        "--no-migrate", action="store_true", help="skip migrations (another process runs them)"
+    )
     args = parser.parse_args(argv)
 
     _setup_django()
@@ -38,7 +40,9 @@ def serve(argv: list[str]) -> None:
     from daphne.cli import CommandLineInterface
 
     mode = "scaled (Redis)" if settings.SCALED else "embedded"
-    print(f"LocalAI is running in {mode} mode at http://{args.host}:{args.port}/  (Ctrl+C to stop)", flush=True)
+    print(
+        f"LocalAI is running in {mode} mode at http://{args.host}:{args.port}/  (Ctrl+C to stop)", flush=True
+    )
     CommandLineInterface().run(
         ["--bind", args.host, "--port", str(args.port), "--proxy-headers", "localai_site.asgi:application"]
     )
@@ -71,8 +75,15 @@ def worker(argv: list[str]) -> None:
     from localai_site.celery import app
 
     command = [
-        "worker", "--queues", ",".join(queues), "--loglevel", args.loglevel, *pool,
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "worker",
+        "--queues",
+        ",".join(queues),
+        "--loglevel",
+        args.loglevel,
+        *pool,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
     ]
     if args.beat:
         command.append("--beat")

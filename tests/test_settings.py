@@ -49,9 +49,18 @@ def test_secret_can_come_from_a_file(monkeypatch, tmp_path):
 
 def _settings_in_subprocess(tmp_path, **env):
     return subprocess.run(
-        [sys.executable, "-c", "from django.conf import settings; print(settings.DEBUG, settings.SCALED, "
-         "settings.DATABASES['default']['ENGINE'], settings.CHANNEL_LAYERS['default']['BACKEND'])"],
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "localai_site.settings", "LOCALAI_DATA_DIR": str(tmp_path), **env},
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings; print(settings.DEBUG, settings.SCALED, "
+            "settings.DATABASES['default']['ENGINE'], settings.CHANNEL_LAYERS['default']['BACKEND'])",
+        ],
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "localai_site.settings",
+            "LOCALAI_DATA_DIR": str(tmp_path),
+            **env,
+        },
         capture_output=True,
         text=True,
         check=False,
@@ -62,7 +71,10 @@ def test_embedded_defaults_need_nothing_but_a_data_folder(tmp_path):
     env = {k: "" for k in ("REDIS_URL", "DATABASE_URL", "DEBUG")}
     result = _settings_in_subprocess(tmp_path, **env)
     assert result.stdout.split() == [
-        "False", "False", "django.db.backends.sqlite3", "channels.layers.InMemoryChannelLayer",
+        "False",
+        "False",
+        "django.db.backends.sqlite3",
+        "channels.layers.InMemoryChannelLayer",
     ], result.stderr
     key_file = tmp_path / "secret_key"
     first_key = key_file.read_text()
@@ -76,7 +88,9 @@ def test_redis_and_database_urls_switch_to_scaled_mode(tmp_path):
         tmp_path, REDIS_URL="redis://127.0.0.1:6379/9", DATABASE_URL="postgres://u@127.0.0.1:5432/x"
     )
     assert result.stdout.split()[1:] == [
-        "True", "django.db.backends.postgresql", "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "True",
+        "django.db.backends.postgresql",
+        "channels_redis.pubsub.RedisPubSubChannelLayer",
     ], result.stderr
 
 

@@ -4,10 +4,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 
+from chat.models import Provider
 from models_hub.models import LocalModel
 from models_hub.runtime import load_spec_for, loaded_model_get
 
-from ..models import Provider
 from .base import ChatTurn, Delta, GenerationParams, ProviderError
 
 

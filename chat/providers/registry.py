@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chat.models import Provider
 from models_hub.models import LocalModel
 from models_hub.selectors import local_model_default, local_model_get
 
-from ..models import Provider
 from .base import ChatProvider, ProviderError
 
 

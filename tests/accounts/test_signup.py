@@ -4,7 +4,7 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from accounts.models import Invitation, InstanceSettings, SignupMode, User
+from accounts.models import InstanceSettings, Invitation, SignupMode, User
 from tests.conftest import PASSWORD
 
 
@@ -81,7 +81,11 @@ def test_login_logout_and_password_change(client, user):
     assert client.get(reverse("chat:home")).status_code == 200
     response = client.post(
         reverse("account_change_password"),
-        {"oldpassword": PASSWORD, "password1": "another long passphrase", "password2": "another long passphrase"},
+        {
+            "oldpassword": PASSWORD,
+            "password1": "another long passphrase",
+            "password2": "another long passphrase",
+        },
     )
     assert response.status_code == 302
     user.refresh_from_db()
@@ -104,8 +108,10 @@ def test_password_reset_mails_a_link_that_sets_a_new_password(client, user, sett
     assert len(mail.outbox) == 1
     link = re.search(r"https?://[^/]+(/accounts/password/reset/key/\S+)", mail.outbox[0].body).group(1)
     form_page = client.get(link, follow=True)
-    client.post(form_page.redirect_chain[-1][0] if form_page.redirect_chain else link,
-                {"password1": "a brand new passphrase", "password2": "a brand new passphrase"})
+    client.post(
+        form_page.redirect_chain[-1][0] if form_page.redirect_chain else link,
+        {"password1": "a brand new passphrase", "password2": "a brand new passphrase"},
+    )
     user.refresh_from_db()
     assert user.check_password("a brand new passphrase")
 

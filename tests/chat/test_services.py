@@ -159,7 +159,10 @@ def test_embedded_start_up_fails_every_reply_left_active(conversation):
 
 
 def test_conversations_are_found_only_by_their_owner(conversation, other_user):
-    assert selectors.conversation_get_owned(user=conversation.owner, conversation_id=conversation.pk) == conversation
+    assert (
+        selectors.conversation_get_owned(user=conversation.owner, conversation_id=conversation.pk)
+        == conversation
+    )
     assert selectors.conversation_get_owned(user=other_user, conversation_id=conversation.pk) is None
     assert selectors.conversation_get_owned(user=other_user, conversation_id="not-a-uuid") is None
 

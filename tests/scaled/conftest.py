@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+
+def _database_url() -> str:
+    """The test database, as a URL another process can open."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db["USER"] or "postgres"
+    return f"postgres://{user}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class WorkerProcess:
+    """A real `localai worker` process, as docker-compose runs it."""
+
+    def __init__(self, log_path: Path, **env: str) -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "localai"),
+                "worker",
+                "--queues",
+                "local",
+                "--loglevel",
+                "info",
+            ],
+            env={**os.environ, "DATABASE_URL": _database_url(), **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while b" ready." not in log_path.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{log_path.read_text()}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def worker(transactional_db, local_model, tmp_path, settings):
+    assert settings.SCALED and not settings.TASKS_IN_PROCESS, "scaled tests run with REDIS_URL set"
+    process = WorkerProcess(tmp_path / "worker.log", CHAT_SAVE_INTERVAL_MS="200", CHAT_MAX_TOKENS="400")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis():
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()

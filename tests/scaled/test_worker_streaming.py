@@ -1,0 +1,72 @@
+"""The scaled path for real: Redis channel layer and broker, a separate worker process."""
+
+import time
+
+import pytest
+from channels.db import database_sync_to_async
+
+from chat.models import Message, MessageStatus
+from tests.chat.socket_client import ChatSocket, session_cookie_for
+
+pytestmark = [pytest.mark.scaled, pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+async def _open(conversation, user) -> ChatSocket:
+    socket = ChatSocket(conversation.pk, await database_sync_to_async(session_cookie_for)(user))
+    connected, _ = await socket.connect()
+    assert connected
+    return socket
+
+
+async def test_a_worker_process_streams_the_reply_to_the_socket(worker, conversation, user):
+    socket = await _open(conversation, user)
+    await socket.send({"type": "send", "content": "Name three rivers."})
+    final = await socket.reply_finished()
+    assert final["status"] == "done", final["error"]
+    saved = await database_sync_to_async(Message.objects.get)(pk=final["id"])
+    deltas = [f for f in socket.frames if f["type"] == "delta"]
+    assert len(deltas) > 1 and "".join(d["text"] for d in deltas) == saved.content
+    assert socket.texts[final["id"]] == saved.content
+    assert saved.completion_tokens > 0 and saved.provider == "local"
+    await socket.close()
+
+
+async def test_stop_reaches_the_worker_through_redis(worker, conversation, user):
+    socket = await _open(conversation, user)
+    await socket.send({"type": "send", "content": "Write a very long story about a dragon."})
+    await socket.receive_until(lambda f: f["type"] == "delta" and f["offset"] > 0)
+    await socket.send({"type": "stop"})
+    final = await socket.reply_finished(timeout=30)
+    assert final["status"] == "stopped"
+    saved = await database_sync_to_async(Message.objects.get)(pk=final["id"])
+    assert saved.content and saved.completion_tokens < 400
+    await socket.close()
+
+
+async def test_a_killed_worker_leaves_a_failed_reply_with_its_partial_text(
+    worker, conversation, user, settings
+):
+    settings.CHAT_STALE_AFTER_S = 2
+    socket = await _open(conversation, user)
+    await socket.send({"type": "send", "content": "Write a very long story about a dragon."})
+    delta = await socket.receive_until(lambda f: f["type"] == "delta" and f["offset"] > 0)
+    reply_id = delta["id"]
+    # Wait for at least one periodic save, then kill the worker without warning.
+    saved = await database_sync_to_async(Message.objects.get)(pk=reply_id)
+    deadline = time.monotonic() + 20
+    while not saved.content and time.monotonic() < deadline:
+        time.sleep(0.05)
+        await database_sync_to_async(saved.refresh_from_db)()
+    worker.kill()
+    await socket.close()
+    time.sleep(settings.CHAT_STALE_AFTER_S + 1)
+
+    # Opening the conversation again finds the reply abandoned and says so.
+    reopened = await _open(conversation, user)
+    final = await reopened.reply_finished(timeout=10)
+    assert final["id"] == reply_id and final["status"] == "failed"
+    assert "worker stopped" in final["error"]
+    await database_sync_to_async(saved.refresh_from_db)()
+    assert saved.status == MessageStatus.FAILED
+    assert saved.content and final["content"] == saved.content
+    await reopened.close()
