@@ -67,6 +67,6 @@ WORKDIR /app
 USER localai
 EXPOSE 8000
 
-# Migrations are a separate step (`localai migrate`, the compose `migrate` service), so
-# that several web replicas never race on them.
-CMD ["localai", "serve", "--host", "0.0.0.0", "--port", "8000", "--no-migrate"]
+# Alone, the image migrates at start (embedded mode). docker-compose migrates in a
+# one-shot service instead and starts web with --no-migrate, so replicas never race.
+CMD ["localai", "serve", "--host", "0.0.0.0", "--port", "8000"]

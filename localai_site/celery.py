@@ -1,9 +1,17 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "localai_site.settings")
 
 app = Celery("localai")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_ready.connect
+def _announce_worker(sender, **kwargs) -> None:
+    from .probes import heartbeat_start
+
+    heartbeat_start([queue.name for queue in sender.app.amqp.queues.consume_from.values()])

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "localai_site.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -165,7 +166,7 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
-    "fail-stale-replies": {"task": "chat.fail_stale_replies", "schedule": 15.0},
+    "fail-stale-replies": {"task": "chat.fail_stale_replies", "schedule": 15.0, "options": {"expires": 15}},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -187,8 +188,8 @@ CHAT_STALE_AFTER_S = env_int("CHAT_STALE_AFTER_S", 30, minimum=5)
 CHAT_QUEUED_TIMEOUT_S = env_int("CHAT_QUEUED_TIMEOUT_S", 600, minimum=10)
 
 # --- Local models -----------------------------------------------------------------------
-MODELS_DIR = Path(env_str("LOCALAI_MODELS_DIR", str(DATA_DIR / "models"))).resolve()
-LLAMA_THREADS = env_int("LLAMA_THREADS", os.cpu_count() or 1, minimum=1)
+# The cores this process may use (a container's cpuset or taskset), not the host's count.
+LLAMA_THREADS = env_int("LLAMA_THREADS", len(os.sched_getaffinity(0)), minimum=1)
 LLAMA_CONTEXT = env_int("LLAMA_CONTEXT", 4096, minimum=256)
 LLAMA_GPU_LAYERS = env_int("LLAMA_GPU_LAYERS", 0, minimum=-1)
 
@@ -255,6 +256,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+# /healthz and /readyz answer probes that use internal host names (localai_site/middleware.py).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

@@ -7,6 +7,7 @@ server starts (``CHAT_MAX_TOKENS``) are the server's settings too.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -14,7 +15,7 @@ import time
 import pytest
 from channels.testing import ChannelsLiveServerTestCase
 from django.test import override_settings
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from accounts.models import User
 from chat.models import ACTIVE_STATUSES, Conversation, Message, MessageStatus, Role
@@ -49,6 +50,19 @@ async ({count, ms}) => {
 """
 
 
+# Runs in the page before its own scripts: keeps what the server's HTML showed of the
+# newest reply, before the chat socket could add anything to it.
+RECORD_FIRST_PAINT_JS = """
+document.addEventListener("readystatechange", () => {
+  if (document.readyState !== "interactive") return;
+  const el = [...document.querySelectorAll("article.message-assistant")].pop();
+  window.firstPaintReply = el && {
+    status: el.dataset.status, text: el.querySelector(".message-body").textContent,
+  };
+});
+"""
+
+
 def sign_up(page: Page, base_url: str, email: str) -> None:
     page.goto(f"{base_url}/accounts/signup/")
     page.fill("input[name=email]", email)
@@ -65,24 +79,44 @@ def send_from_home(page: Page, text: str) -> None:
     page.wait_for_url(CONVERSATION_URL)
 
 
-def last_reply(page: Page):
+def last_reply(page: Page) -> Locator:
     return page.locator("article.message-assistant").last
 
 
 def wait_for_reply_text(page: Page, min_length: int = 1) -> None:
-    """Until the newest reply shows at least `min_length` characters while being written."""
-    page.wait_for_function(
+    """Until the newest reply shows `min_length` characters while being written.
+
+    Also returns when the reply ends first, so that a reply that never showed its text
+    while streaming fails here at once rather than after a timeout.
+    """
+    handle = page.wait_for_function(
         """(min) => {
           const el = [...document.querySelectorAll("article.message-assistant")].pop();
-          return el && el.dataset.status === "streaming"
-            && el.querySelector(".message-body").textContent.length >= min;
+          if (!el) return false;
+          const status = el.dataset.status;
+          const length = el.querySelector(".message-body").textContent.length;
+          if (status === "streaming" && length >= min) return "streaming";
+          return status !== "queued" && status !== "streaming" && `ended as ${status}`;
         }""",
         arg=min_length,
         timeout=REPLY_TIMEOUT_MS,
     )
+    seen = handle.json_value()
+    assert seen == "streaming", f"no text was shown while the reply was written: it {seen}"
 
 
-def reply_in_db(reply) -> Message:
+def reload_and_read_first_paint(page: Page) -> dict:
+    """Reload; the newest reply's status and text as the server's HTML showed them."""
+    page.add_init_script(RECORD_FIRST_PAINT_JS)
+    page.reload(wait_until="domcontentloaded")
+    return page.evaluate("window.firstPaintReply")
+
+
+def is_send_frame(payload: str | bytes) -> bool:
+    return isinstance(payload, str) and json.loads(payload).get("type") == "send"
+
+
+def reply_in_db(reply: Locator) -> Message:
     return Message.objects.get(pk=int(reply.get_attribute("data-message-id")))
 
 
@@ -101,24 +135,34 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()  # forks the daphne child, with the subclass's settings
-        # Playwright's sync API marks an event loop as running between its calls, which
-        # Django takes for async code and refuses DB access (even the flush after each
-        # test). Nothing async runs here, so allow it; only in this process: the server
-        # was forked before and keeps its checks.
-        cls._async_unsafe_before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-        cls.playwright = sync_playwright().start()
-        cls.browser = cls.playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            cls._allow_db_access_between_playwright_calls()
+            cls.playwright = sync_playwright().start()
+            cls.addClassCleanup(cls.playwright.stop)
+            cls.browser = cls.playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            cls.addClassCleanup(cls.browser.close)
+        except BaseException:
+            super().tearDownClass()  # not called when setUpClass fails: stop the server
+            raise
 
     @classmethod
-    def tearDownClass(cls):
-        cls.browser.close()
-        cls.playwright.stop()
-        if cls._async_unsafe_before is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = cls._async_unsafe_before
-        super().tearDownClass()
+    def _allow_db_access_between_playwright_calls(cls):
+        """Playwright's sync API marks an event loop as running between its calls, which
+        Django takes for async code and refuses DB access (even the flush after each test).
+
+        Nothing async runs here, so allow it; only in this process: the server was
+        forked before and keeps its checks.
+        """
+        before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+        def restore():
+            if before is None:
+                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+            else:
+                os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
+
+        cls.addClassCleanup(restore)
 
     def setUp(self):
         bundled_model_register()  # the flush after each test removes it
@@ -162,7 +206,7 @@ class ChatPageTests(BrowserTestCase):
         send_from_home(page, "Tell me about the moon.")
         expect(page.locator("article.message-user .message-body")).to_have_text("Tell me about the moon.")
         wait_for_reply_text(page)
-        samples = page.evaluate(SAMPLE_REPLY_JS, {"count": 8, "ms": 120})
+        samples = page.evaluate(SAMPLE_REPLY_JS, {"count": 20, "ms": 60})
         screenshot(page, "chat-streaming")
 
         streaming = [s["length"] for s in samples if s["status"] == "streaming"]
@@ -202,10 +246,12 @@ class ChatPageTests(BrowserTestCase):
         composer.press("Shift+Enter")
         composer.press_sequentially("Answer in one short sentence.")
         expect(composer).to_have_value("Say hello.\nAnswer in one short sentence.")
-        assert not [f for f in sent_frames if '"type":"send"' in f.replace(" ", "")]
+        assert not [f for f in sent_frames if is_send_frame(f)], "Shift+Enter sent the message"
 
         composer.press("Enter")
         expect(composer).to_have_value("")
+        # The form would redirect back to this same page: only the frame tells the paths apart.
+        self._wait_until(lambda: [f for f in sent_frames if is_send_frame(f)], "Enter sent no socket frame")
         users = page.locator("article.message-user")
         expect(users).to_have_count(2)
         expect(users.last.locator(".message-body")).to_have_text("Say hello.\nAnswer in one short sentence.")
@@ -260,11 +306,11 @@ class LongReplyTests(BrowserTestCase):
             "the streaming reply was never saved",
         )
 
-        page.reload(wait_until="domcontentloaded")
-        reply = last_reply(page)
-        assert reply.get_attribute("data-status") == "streaming", "the reply ended before the reload"
-        at_reload = reply.locator(".message-body").text_content()
+        first_paint = reload_and_read_first_paint(page)
+        assert first_paint["status"] == "streaming", "the reply ended before the reload"
+        at_reload = first_paint["text"]
         assert at_reload.strip(), "the page came back without the text written so far"
+        reply = last_reply(page)
 
         expect(reply).to_have_class(re.compile(r"\bstatus-done\b"), timeout=REPLY_TIMEOUT_MS)
         final = reply.locator(".message-body").text_content()
@@ -274,3 +320,25 @@ class LongReplyTests(BrowserTestCase):
         assert len(final) > len(at_reload)
         # The server ran with this class's settings: the story is cut at its limit.
         assert saved.completion_tokens == LONG_MAX_TOKENS
+
+    @pytest.mark.xfail(
+        reason="App gap: the page renders a streaming reply from the database, saved only every "
+        "CHAT_SAVE_INTERVAL_MS, not from the fresher live text (chat/live.py), so a reload in "
+        "the first second shows an empty bubble until the socket catches up.",
+        raises=AssertionError,  # only the gap: a timeout or a broken page is a failure
+        strict=False,  # whether the reload beats the first save is a matter of timing
+    )
+    def test_reload_in_the_first_second_of_a_reply_shows_its_first_words(self):
+        page = self.page
+        sign_up(page, self.live_server_url, "quick-reloader@example.com")
+        send_from_home(page, LONG_PROMPT)
+        wait_for_reply_text(page)  # the first words are on screen, the first save is ~1 s away
+
+        first_paint = reload_and_read_first_paint(page)
+        # The socket catches up; then stop the story so that the next test need not wait for it.
+        wait_for_reply_text(page)
+        page.click("#stop-button")
+        expect(last_reply(page)).to_have_class(re.compile(r"\bstatus-stopped\b"))
+
+        assert first_paint["status"] == "streaming", "the reply ended before the reload"
+        assert first_paint["text"].strip(), "the page came back without the words written so far"

@@ -1,6 +1,5 @@
 """The chat socket against the real ASGI app, embedded mode (in-process tasks, in-memory layer)."""
 
-
 import pytest
 from channels.db import database_sync_to_async
 

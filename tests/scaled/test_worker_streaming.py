@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 from chat.models import Message, MessageStatus
 from tests.chat.socket_client import ChatSocket, session_cookie_for
 
-pytestmark = [pytest.mark.scaled, pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.scaled, pytest.mark.django_db(transaction=True)]
 
 
 async def _open(conversation, user) -> ChatSocket:
@@ -18,6 +18,7 @@ async def _open(conversation, user) -> ChatSocket:
     return socket
 
 
+@pytest.mark.asyncio
 async def test_a_worker_process_streams_the_reply_to_the_socket(worker, conversation, user):
     socket = await _open(conversation, user)
     await socket.send({"type": "send", "content": "Name three rivers."})
@@ -31,6 +32,7 @@ async def test_a_worker_process_streams_the_reply_to_the_socket(worker, conversa
     await socket.close()
 
 
+@pytest.mark.asyncio
 async def test_stop_reaches_the_worker_through_redis(worker, conversation, user):
     socket = await _open(conversation, user)
     await socket.send({"type": "send", "content": "Write a very long story about a dragon."})
@@ -43,6 +45,7 @@ async def test_stop_reaches_the_worker_through_redis(worker, conversation, user)
     await socket.close()
 
 
+@pytest.mark.asyncio
 async def test_a_killed_worker_leaves_a_failed_reply_with_its_partial_text(
     worker, conversation, user, settings
 ):
@@ -70,3 +73,18 @@ async def test_a_killed_worker_leaves_a_failed_reply_with_its_partial_text(
     assert saved.status == MessageStatus.FAILED
     assert saved.content and final["content"] == saved.content
     await reopened.close()
+
+
+def test_readyz_needs_a_live_local_worker(transactional_db, local_model, tmp_path, client):
+    from tests.scaled.conftest import WorkerProcess
+
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["workers"]["local"] == 0 and response.json()["redis"] == "ok"
+    worker = WorkerProcess(tmp_path / "worker.log")
+    try:
+        response = client.get("/readyz")
+        assert response.status_code == 200, response.json()
+        assert response.json()["workers"]["local"] == 1
+    finally:
+        worker.stop()

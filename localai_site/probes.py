@@ -1,0 +1,82 @@
+"""What /healthz and /readyz check, and the heartbeat workers write for them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from functools import cache
+
+from django.conf import settings
+from django.db import connection
+
+HEARTBEAT_EVERY_S = 10
+_HEARTBEAT_TTL_S = 3 * HEARTBEAT_EVERY_S
+_WORKER_KEY = "localai:worker:"
+
+
+@cache
+def _redis():
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+
+
+def database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+def redis_ok() -> bool:
+    try:
+        return bool(_redis().ping())
+    except Exception:
+        return False
+
+
+def workers_by_queue() -> dict[str, int]:
+    """Live workers per queue, from their heartbeats (embedded mode: this process)."""
+    if not settings.SCALED:
+        return {"local": 1, "cloud": 1}
+    counts = {"local": 0, "cloud": 0}
+    client = _redis()
+    for key in client.scan_iter(match=f"{_WORKER_KEY}*", count=100):
+        raw = client.get(key)
+        for queue in json.loads(raw)["queues"] if raw else []:
+            if queue in counts:
+                counts[queue] += 1
+    return counts
+
+
+def readiness() -> tuple[bool, dict]:
+    report: dict = {"database": "ok" if database_ok() else "down"}
+    ready = report["database"] == "ok"
+    if settings.SCALED:
+        report["redis"] = "ok" if redis_ok() else "down"
+        ready = ready and report["redis"] == "ok"
+    if not settings.SCALED or report["redis"] == "ok":
+        report["workers"] = workers_by_queue()
+        ready = ready and report["workers"]["local"] > 0
+    return ready, report
+
+
+def heartbeat_start(queues: list[str]) -> None:
+    """Announce this worker every few seconds while the process lives, even mid-reply."""
+    key = f"{_WORKER_KEY}{socket.gethostname()}:{os.getpid()}"
+    value = json.dumps({"queues": queues, "pid": os.getpid(), "host": socket.gethostname()})
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            try:
+                _redis().set(key, value, ex=_HEARTBEAT_TTL_S)
+            except Exception:
+                pass  # Redis away for a moment: readiness shows it; try again next beat
+            stop.wait(HEARTBEAT_EVERY_S)
+
+    threading.Thread(target=beat, name="localai-heartbeat", daemon=True).start()
