@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import threading
+import time
 from functools import cache
 
 from django.conf import settings
@@ -69,14 +71,12 @@ def heartbeat_start(queues: list[str]) -> None:
     """Announce this worker every few seconds while the process lives, even mid-reply."""
     key = f"{_WORKER_KEY}{socket.gethostname()}:{os.getpid()}"
     value = json.dumps({"queues": queues, "pid": os.getpid(), "host": socket.gethostname()})
-    stop = threading.Event()
 
     def beat() -> None:
-        while not stop.is_set():
-            try:
+        while True:
+            # Redis away for a moment: readiness shows it; the next beat tries again.
+            with contextlib.suppress(Exception):
                 _redis().set(key, value, ex=_HEARTBEAT_TTL_S)
-            except Exception:
-                pass  # Redis away for a moment: readiness shows it; try again next beat
-            stop.wait(HEARTBEAT_EVERY_S)
+            time.sleep(HEARTBEAT_EVERY_S)
 
     threading.Thread(target=beat, name="localai-heartbeat", daemon=True).start()
