@@ -45,6 +45,13 @@ class User(AbstractUser):
     email = models.EmailField("email address", unique=True)
     display_name = models.CharField(max_length=80, blank=True)
     avatar = models.ImageField(upload_to=avatar_path, blank=True)
+    local_only = models.BooleanField(
+        default=False, help_text="Never send anything of mine to a cloud provider."
+    )
+    default_model = models.CharField(max_length=200, blank=True)
+    default_persona = models.ForeignKey(
+        "chat.Persona", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -72,6 +79,9 @@ class InstanceSettings(models.Model):
     """Instance-wide switches admins change in the admin. Always exactly one row."""
 
     signup_mode = models.CharField(max_length=10, choices=SignupMode.choices, default=SignupMode.OPEN)
+    cloud_enabled = models.BooleanField(
+        default=True, help_text="Let people use cloud providers. Off: every reply is made on this instance."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -27,11 +27,18 @@ def message_payload(message: Message, *, content: str | None = None) -> dict[str
         "completion_tokens": message.completion_tokens,
         "ttft_ms": message.ttft_ms,
         "tokens_per_second": message.tokens_per_second,
+        "omitted_turns": message.omitted_turns,
+        "created_at": message.created_at.isoformat() if message.created_at else None,
     }
 
 
 def message_event(message: Message) -> dict[str, Any]:
     return {"type": "message", "message": message_payload(message)}
+
+
+def removed_event(message_ids: list[int]) -> dict[str, Any]:
+    """Messages replaced by a regenerated reply or an edit."""
+    return {"type": "removed", "ids": message_ids}
 
 
 def delta_event(*, message_id: int, offset: int, text: str) -> dict[str, Any]:

@@ -7,9 +7,85 @@ from django.db import models
 
 
 class Provider(models.TextChoices):
-    """Who received the text of a message: this instance, or a named cloud provider."""
+    """Who received the text of a message: this instance, or a cloud provider (its slug)."""
 
     LOCAL = "local", "This instance"
+
+
+class CloudProviderKind(models.TextChoices):
+    OPENAI = "openai", "OpenAI"
+    ANTHROPIC = "anthropic", "Anthropic"
+    GEMINI = "gemini", "Google Gemini"
+    GROK = "grok", "xAI Grok"
+    DEEPSEEK = "deepseek", "DeepSeek"
+    CUSTOM = "custom", "Other OpenAI-compatible endpoint"
+
+
+class CloudProvider(models.Model):
+    """A cloud service replies can come from. Its API key is stored encrypted."""
+
+    slug = models.SlugField(max_length=50, unique=True, help_text="Short name used in model ids.")
+    name = models.CharField(max_length=80)
+    kind = models.CharField(max_length=20, choices=CloudProviderKind.choices)
+    base_url = models.URLField(max_length=300)
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    api_key_hint = models.CharField(max_length=12, blank=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CloudModel(models.Model):
+    """A model of a cloud provider; users can pick it once an admin enables it."""
+
+    provider = models.ForeignKey(CloudProvider, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField(max_length=200, help_text="The provider's id for the model.")
+    label = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(default=False)
+    context_length = models.PositiveIntegerField(default=32_768)
+    discovered_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["provider__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["provider", "name"], name="unique_cloud_model")]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name} · {self.label or self.name}"
+
+    @property
+    def model_id(self) -> str:
+        return f"cloud:{self.provider.slug}/{self.name}"
+
+
+class Persona(models.Model):
+    """An assistant personality: a system prompt with a default model and temperature.
+
+    Built-in and shared personas have no owner or are marked shared; the rest belong to
+    the person who made them and are seen by nobody else.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="personas"
+    )
+    name = models.CharField(max_length=80)
+    description = models.CharField(max_length=200, blank=True)
+    system_prompt = models.TextField(max_length=8000)
+    default_model = models.CharField(max_length=200, blank=True)
+    temperature = models.FloatField(null=True, blank=True)
+    is_shared = models.BooleanField(default=False, help_text="Offered to everyone on the instance.")
+    is_builtin = models.BooleanField(default=False, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-is_builtin", "name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Conversation(models.Model):
@@ -20,11 +96,13 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=200, help_text="Model id, e.g. local:smollm2-135m-instruct")
     provider = models.CharField(max_length=50, default=Provider.LOCAL)
+    persona = models.ForeignKey(Persona, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    pinned = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
-        ordering = ["-updated_at"]
+        ordering = ["-pinned", "-updated_at"]
         indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
 
     def __str__(self) -> str:
@@ -64,6 +142,9 @@ class Message(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token.")
+    omitted_turns = models.PositiveIntegerField(
+        default=0, help_text="Older messages left out to fit the model's context window."
+    )
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from accounts.models import User
 
 from . import live
 from .events import message_payload
-from .models import ACTIVE_STATUSES, Conversation, Message
+from .models import ACTIVE_STATUSES, Conversation, Message, Persona, Role
+
+MESSAGES_PAGE = 50
 
 
 def conversation_get_owned(*, user: User, conversation_id: uuid.UUID | str) -> Conversation | None:
@@ -17,15 +22,56 @@ def conversation_get_owned(*, user: User, conversation_id: uuid.UUID | str) -> C
         conversation_uuid = uuid.UUID(str(conversation_id))
     except ValueError:
         return None
-    return Conversation.objects.filter(pk=conversation_uuid, owner=user).first()
+    return Conversation.objects.filter(pk=conversation_uuid, owner=user).select_related("persona").first()
 
 
-def conversations_for(*, user: User) -> QuerySet[Conversation]:
-    return Conversation.objects.filter(owner=user).only("id", "title", "updated_at", "model")
+def conversations_for(*, user: User, search: str = "") -> QuerySet[Conversation]:
+    conversations = Conversation.objects.filter(owner=user)
+    search = search.strip()
+    if search:
+        matching_text = Message.objects.filter(conversation__owner=user, content__icontains=search)
+        conversations = conversations.filter(
+            Q(title__icontains=search) | Q(pk__in=matching_text.values("conversation_id"))
+        )
+    return conversations.only("id", "title", "updated_at", "model", "provider", "pinned")
 
 
-def conversation_messages(*, conversation: Conversation) -> list[Message]:
-    return list(conversation.messages.exclude(role="system"))
+@dataclass(frozen=True)
+class ConversationGroup:
+    label: str
+    conversations: list[Conversation]
+
+
+def conversations_grouped(conversations: list[Conversation]) -> list[ConversationGroup]:
+    """Pinned first, then by age: today, yesterday, this week, this month, older."""
+    today = timezone.localdate()
+    bounds = [
+        ("Today", today),
+        ("Yesterday", today - timedelta(days=1)),
+        ("Previous 7 days", today - timedelta(days=7)),
+        ("Previous 30 days", today - timedelta(days=30)),
+    ]
+    groups: dict[str, list[Conversation]] = {}
+    for conversation in conversations:
+        if conversation.pinned:
+            label = "Pinned"
+        else:
+            day = timezone.localdate(conversation.updated_at)
+            label = next((name for name, start in bounds if day >= start), "Older")
+        groups.setdefault(label, []).append(conversation)
+    order = ["Pinned", *(name for name, _ in bounds), "Older"]
+    return [ConversationGroup(label, groups[label]) for label in order if label in groups]
+
+
+def conversation_messages_page(
+    *, conversation: Conversation, before_id: int | None = None, limit: int = MESSAGES_PAGE
+) -> tuple[list[Message], bool]:
+    """The newest ``limit`` messages (before ``before_id``), oldest first, and whether older exist."""
+    messages = conversation.messages.exclude(role=Role.SYSTEM)
+    if before_id is not None:
+        messages = messages.filter(id__lt=before_id)
+    page = list(messages.order_by("-id")[: limit + 1])
+    return page[:limit][::-1], len(page) > limit
 
 
 def messages_state(*, conversation: Conversation, message_ids: list[int]) -> list[dict]:
@@ -45,3 +91,11 @@ def messages_state(*, conversation: Conversation, message_ids: list[int]) -> lis
         use_live = text is not None and len(text) > len(message.content)
         payloads.append(message_payload(message, content=text if use_live else None))
     return payloads
+
+
+def personas_visible(*, user: User) -> QuerySet[Persona]:
+    return Persona.objects.filter(Q(owner=user) | Q(is_shared=True) | Q(is_builtin=True))
+
+
+def persona_get_visible(*, user: User, persona_id: int) -> Persona | None:
+    return personas_visible(user=user).filter(pk=persona_id).first()

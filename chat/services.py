@@ -9,27 +9,39 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.selectors import instance_settings_get
 from localai_site.tasks import task_enqueue
 
 from . import live
 from .errors import ChatError
-from .events import message_event
-from .models import ACTIVE_STATUSES, Conversation, Message, MessageStatus, Role
+from .events import message_event, removed_event
+from .models import ACTIVE_STATUSES, Conversation, Message, MessageStatus, Persona, Provider, Role
 from .providers import ChatTurn, GenerationParams, ModelChoice, ProviderError, model_resolve, provider_for
 from .realtime import publisher
+from .selectors import persona_get_visible
 from .streaming import ReplyWriter
 
 logger = logging.getLogger(__name__)
 
 TITLE_CHARS = 60
+# What a chat template adds around each message (role markers, separators), in tokens.
+TURN_OVERHEAD_TOKENS = 8
 
 
-def _model_choose(model_id: str | None) -> ModelChoice:
+def cloud_allowed(user: User) -> bool:
+    return instance_settings_get().cloud_enabled and not user.local_only
+
+
+def _model_choose(*, user: User, model_id: str | None) -> ModelChoice:
     choice = model_resolve(model_id)
     if choice is None:
         if model_id:
             raise ChatError("unknown_model", f"The model {model_id!r} is not available on this instance.")
         raise ChatError("no_model", "No model is installed yet; an admin can add one in the model hub.")
+    if not choice.is_local and not cloud_allowed(user):
+        if user.local_only:
+            raise ChatError("local_only", "Your account is set to local models only (Settings → Privacy).")
+        raise ChatError("cloud_off", "Cloud providers are turned off on this instance.")
     return choice
 
 
@@ -49,9 +61,68 @@ def _publish(message: Message) -> None:
     publisher.publish(message.conversation.group_name, message_event(message))
 
 
-def conversation_create(*, owner: User, model_id: str | None = None) -> Conversation:
-    choice = _model_choose(model_id)
-    return Conversation.objects.create(owner=owner, model=choice.model_id, provider=choice.provider)
+def _persona_choose(*, user: User, persona_id: int | None) -> Persona | None:
+    if persona_id is None:
+        return None
+    persona = persona_get_visible(user=user, persona_id=persona_id)
+    if persona is None:
+        raise ChatError("unknown_persona", "That persona does not exist or is not yours.")
+    return persona
+
+
+def conversation_create(
+    *, owner: User, model_id: str | None = None, persona_id: int | None = None
+) -> Conversation:
+    persona = _persona_choose(user=owner, persona_id=persona_id)
+    wanted = model_id or (persona.default_model if persona else "") or owner.default_model
+    try:
+        choice = _model_choose(user=owner, model_id=wanted)
+    except ChatError:
+        if model_id:
+            raise
+        choice = _model_choose(user=owner, model_id=None)  # a remembered default that is gone
+    return Conversation.objects.create(
+        owner=owner, model=choice.model_id, provider=choice.provider, persona=persona
+    )
+
+
+def _check_privacy_line(conversation: Conversation, choice: ModelChoice) -> None:
+    """A conversation that used a local model never goes to a cloud provider."""
+    if not choice.is_local and conversation.provider == Provider.LOCAL and conversation.messages.exists():
+        raise ChatError(
+            "stays_local",
+            f"This conversation used a local model, so it stays on this instance. "
+            f"Start a new chat to use {choice.provider_name}.",
+        )
+
+
+def _lock_idle(conversation: Conversation) -> Conversation:
+    """Lock the conversation row: two tabs acting at once must not start two replies."""
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if locked.messages.filter(status__in=ACTIVE_STATUSES).exists():
+        raise ChatError("busy", "A reply is still being written. Wait for it or press Stop.")
+    return locked
+
+
+def _reply_start(conversation: Conversation, choice: ModelChoice, *announce: Message) -> Message:
+    """Create the empty reply; after commit, show it and hand it to a worker."""
+    reply = Message.objects.create(
+        conversation=conversation,
+        role=Role.ASSISTANT,
+        status=MessageStatus.QUEUED,
+        model=choice.model_id,
+        provider=choice.provider,
+    )
+
+    def after_commit() -> None:
+        for message in (*announce, reply):
+            _publish(message)
+        from .tasks import generate_reply
+
+        task_enqueue(generate_reply, reply.pk, queue=choice.queue)
+
+    transaction.on_commit(after_commit)
+    return reply
 
 
 @transaction.atomic
@@ -60,11 +131,10 @@ def message_send(
 ) -> tuple[Message, Message]:
     """Save the user's message and an empty reply, then start generating it after commit."""
     text = _content_check(content)
-    choice = _model_choose(model_id or conversation.model)
-    # Lock the conversation: two tabs sending at once must not start two replies.
-    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-    if conversation.messages.filter(status__in=ACTIVE_STATUSES).exists():
-        raise ChatError("busy", "A reply is still being written. Wait for it or press Stop.")
+    owner = conversation.owner
+    choice = _model_choose(user=owner, model_id=model_id or conversation.model)
+    _check_privacy_line(conversation, choice)
+    conversation = _lock_idle(conversation)
 
     user_message = Message.objects.create(
         conversation=conversation,
@@ -73,28 +143,60 @@ def message_send(
         model=choice.model_id,
         provider=choice.provider,
     )
-    reply = Message.objects.create(
-        conversation=conversation,
-        role=Role.ASSISTANT,
-        status=MessageStatus.QUEUED,
-        model=choice.model_id,
-        provider=choice.provider,
-    )
     conversation.model = choice.model_id
     conversation.provider = choice.provider
     if not conversation.title:
         conversation.title = _title_from(text)
     conversation.save(update_fields=["model", "provider", "title", "updated_at"])
+    if owner.default_model != choice.model_id:
+        owner.default_model = choice.model_id
+        owner.save(update_fields=["default_model"])
+    return user_message, _reply_start(conversation, choice, user_message)
 
-    def after_commit() -> None:
-        _publish(user_message)
-        _publish(reply)
-        from .tasks import generate_reply
 
-        task_enqueue(generate_reply, reply.pk, queue=choice.queue)
+@transaction.atomic
+def reply_regenerate(*, conversation: Conversation, message_id: int) -> Message:
+    """Replace the last reply with a new one written from the same history."""
+    conversation = _lock_idle(conversation)
+    last = conversation.messages.order_by("-id").first()
+    if last is None or last.pk != message_id or last.role != Role.ASSISTANT:
+        raise ChatError("not_last_reply", "Only the last reply can be written again.")
+    choice = _model_choose(user=conversation.owner, model_id=conversation.model)
+    last.delete()
+    publisher.publish(conversation.group_name, removed_event([message_id]))
+    return _reply_start(conversation, choice)
 
-    transaction.on_commit(after_commit)
-    return user_message, reply
+
+@transaction.atomic
+def message_edit(*, conversation: Conversation, message_id: int, content: str) -> Message:
+    """Change a sent message and answer it again; what followed it is replaced."""
+    text = _content_check(content)
+    conversation = _lock_idle(conversation)
+    message = conversation.messages.filter(pk=message_id, role=Role.USER).first()
+    if message is None:
+        raise ChatError("not_found", "There is no message of yours with that id here.")
+    choice = _model_choose(user=conversation.owner, model_id=conversation.model)
+    later = list(conversation.messages.filter(id__gt=message.pk).values_list("id", flat=True))
+    conversation.messages.filter(id__in=later).delete()
+    message.content = text
+    message.save(update_fields=["content"])
+    publisher.publish(conversation.group_name, removed_event(later))
+    return _reply_start(conversation, choice, message)
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    title = " ".join(str(title).split())
+    if not title:
+        raise ChatError("empty", "A title cannot be empty.")
+    conversation.title = title[:200]
+    conversation.save(update_fields=["title"])
+    return conversation
+
+
+def conversation_pin(*, conversation: Conversation, pinned: bool) -> Conversation:
+    conversation.pinned = pinned
+    conversation.save(update_fields=["pinned"])
+    return conversation
 
 
 def _title_from(text: str) -> str:
@@ -113,6 +215,25 @@ def _history(reply: Message) -> list[ChatTurn]:
     return [ChatTurn(role=role, content=content) for role, content in earlier]
 
 
+def _prompt_for(reply: Message, provider, context_length: int, max_tokens: int) -> tuple[list[ChatTurn], int]:
+    """The persona's system prompt and as much recent history as fits the context window.
+
+    Returns the turns and how many older ones were left out.
+    """
+    persona = reply.conversation.persona
+    system = [ChatTurn(role=Role.SYSTEM, content=persona.system_prompt)] if persona else []
+    history = _history(reply)
+    budget = context_length - max_tokens - sum(provider.token_count(t.content) for t in system)
+    kept: list[ChatTurn] = []
+    for turn in reversed(history):
+        cost = provider.token_count(turn.content) + TURN_OVERHEAD_TOKENS
+        if kept and cost > budget:
+            break  # the newest message always goes, even alone; the model says if it is too long
+        kept.append(turn)
+        budget -= cost
+    return system + kept[::-1], len(history) - len(kept)
+
+
 def reply_generate(*, message_id: int) -> None:
     """Write the reply ``message_id`` with its model, streaming it to every open socket."""
     started = Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED).update(
@@ -120,14 +241,21 @@ def reply_generate(*, message_id: int) -> None:
     )
     if not started:
         return  # stopped before a worker got to it, or already taken
-    reply = Message.objects.select_related("conversation").get(pk=message_id)
+    reply = Message.objects.select_related("conversation__persona", "conversation__owner").get(pk=message_id)
     _publish(reply)
     writer = ReplyWriter(message=reply, group=reply.conversation.group_name)
     usage = None
     try:
-        provider = provider_for(_model_choose(reply.model))
-        params = GenerationParams(max_tokens=settings.CHAT_MAX_TOKENS, temperature=settings.CHAT_TEMPERATURE)
-        for delta in provider.stream(_history(reply), params, writer.cancel):
+        choice = _model_choose(user=reply.conversation.owner, model_id=reply.model)
+        provider = provider_for(choice)
+        persona = reply.conversation.persona
+        temperature = persona.temperature if persona and persona.temperature is not None else None
+        params = GenerationParams(
+            max_tokens=settings.CHAT_MAX_TOKENS,
+            temperature=settings.CHAT_TEMPERATURE if temperature is None else temperature,
+        )
+        turns, reply.omitted_turns = _prompt_for(reply, provider, choice.context_length, params.max_tokens)
+        for delta in provider.stream(turns, params, writer.cancel):
             if delta.text:
                 writer.add(delta.text)
             if delta.completion_tokens is not None:

@@ -24,7 +24,9 @@ def _page(request, *, conversation=None, draft: str = ""):
     context = {
         "conversations": selectors.conversations_for(user=request.user)[:100],
         "conversation": conversation,
-        "chat_messages": selectors.conversation_messages(conversation=conversation) if conversation else [],
+        "chat_messages": selectors.conversation_messages_page(conversation=conversation)[0]
+        if conversation
+        else [],
         "local_models": local_models_ready(),
         "draft": draft,
     }

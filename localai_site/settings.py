@@ -41,6 +41,10 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Fernet keys for secrets stored in the database (provider API keys), newest first: add a
+# new key in front, run `localai rotate_secrets`, then drop the old one. Without any, one
+# is derived from SECRET_KEY.
+ENCRYPTION_KEYS = env_list("LOCALAI_ENCRYPTION_KEYS")
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")

@@ -40,3 +40,7 @@ class ChatProvider(Protocol):
     ) -> Iterator[Delta]:
         """Yield the reply as it is made; end early, still reporting usage, once ``cancel`` is set."""
         ...
+
+    def token_count(self, text: str) -> int:
+        """How many tokens ``text`` takes for this model (for fitting the context window)."""
+        ...

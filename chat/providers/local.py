@@ -18,12 +18,16 @@ class LocalLlamaProvider:
 
     def __init__(self, model: LocalModel) -> None:
         self.model = model
+        self._spec = load_spec_for(path=model.file_path, context_length=model.context_length)
+
+    def token_count(self, text: str) -> int:
+        """Counted with the model's own tokenizer."""
+        return len(loaded_model_get(self._spec).llama.tokenize(text.encode(), add_bos=False, special=False))
 
     def stream(
         self, turns: Sequence[ChatTurn], params: GenerationParams, cancel: threading.Event
     ) -> Iterator[Delta]:
-        spec = load_spec_for(path=self.model.file_path, context_length=self.model.context_length)
-        loaded = loaded_model_get(spec)
+        loaded = loaded_model_get(self._spec)
         llama = loaded.llama
         with loaded.lock:
             prompt_tokens: int | None = None

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chat.models import Provider
+from chat.models import CloudModel, Provider
 from models_hub.models import LocalModel
-from models_hub.selectors import local_model_default, local_model_get
+from models_hub.selectors import local_model_default, local_model_get, local_models_ready
 
 from .base import ChatProvider, ProviderError
 
@@ -15,13 +15,19 @@ class ModelChoice:
 
     model_id: str
     label: str
-    provider: str
+    provider: str  # "local", or the cloud provider's slug
+    provider_name: str
     context_length: int
     local_model: LocalModel | None = None
+    cloud_model: CloudModel | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.provider == Provider.LOCAL
 
     @property
     def queue(self) -> str:
-        return "local" if self.provider == Provider.LOCAL else "cloud"
+        return "local" if self.is_local else "cloud"
 
 
 def _local_choice(model: LocalModel) -> ModelChoice:
@@ -29,13 +35,30 @@ def _local_choice(model: LocalModel) -> ModelChoice:
         model_id=model.model_id,
         label=model.name,
         provider=Provider.LOCAL,
+        provider_name="This instance",
         context_length=model.context_length,
         local_model=model,
     )
 
 
+def _cloud_choice(model: CloudModel) -> ModelChoice:
+    return ModelChoice(
+        model_id=model.model_id,
+        label=model.label or model.name,
+        provider=model.provider.slug,
+        provider_name=model.provider.name,
+        context_length=model.context_length,
+        cloud_model=model,
+    )
+
+
+def _cloud_models_enabled():
+    return CloudModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
+
+
 def model_resolve(model_id: str | None) -> ModelChoice | None:
-    """The model behind an id such as ``local:smollm2-135m-instruct``; the default if empty."""
+    """The model behind an id (``local:<slug>`` or ``cloud:<provider>/<model>``); the
+    default local model if empty. Disabled or unknown models resolve to None."""
     if not model_id:
         default = local_model_default()
         return _local_choice(default) if default else None
@@ -43,7 +66,18 @@ def model_resolve(model_id: str | None) -> ModelChoice | None:
     if kind == "local" and name:
         model = local_model_get(slug=name)
         return _local_choice(model) if model else None
+    if kind == "cloud" and "/" in name:
+        provider_slug, _, model_name = name.partition("/")
+        model = _cloud_models_enabled().filter(provider__slug=provider_slug, name=model_name).first()
+        return _cloud_choice(model) if model else None
     return None
+
+
+def models_offered(*, include_cloud: bool) -> tuple[list[ModelChoice], list[ModelChoice]]:
+    """(local, cloud) choices for the model picker."""
+    local = [_local_choice(model) for model in local_models_ready()]
+    cloud = [_cloud_choice(model) for model in _cloud_models_enabled()] if include_cloud else []
+    return local, cloud
 
 
 def provider_for(choice: ModelChoice) -> ChatProvider:
@@ -51,4 +85,8 @@ def provider_for(choice: ModelChoice) -> ChatProvider:
         from .local import LocalLlamaProvider
 
         return LocalLlamaProvider(choice.local_model)
+    if choice.cloud_model is not None:
+        from .cloud import OpenAICompatibleProvider
+
+        return OpenAICompatibleProvider(choice.cloud_model.provider, choice.cloud_model.name)
     raise ProviderError(f"No provider can run {choice.model_id}.")

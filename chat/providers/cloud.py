@@ -1,0 +1,124 @@
+"""Cloud replies through one OpenAI-compatible client (the ``openai`` SDK), one base URL
+per provider. Errors become messages a person can act on; keys never appear in them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+from chat.models import CloudProvider, CloudProviderKind
+from localai_site.crypto import secret_decrypt
+
+from .base import ChatTurn, Delta, GenerationParams, ProviderError
+
+PRESET_BASE_URLS = {
+    CloudProviderKind.OPENAI: "https://api.openai.com/v1",
+    CloudProviderKind.ANTHROPIC: "https://api.anthropic.com/v1/",
+    CloudProviderKind.GEMINI: "https://generativelanguage.googleapis.com/v1beta/openai/",
+    CloudProviderKind.GROK: "https://api.x.ai/v1",
+    CloudProviderKind.DEEPSEEK: "https://api.deepseek.com/v1",
+}
+CONNECT_ATTEMPTS = 3
+TIMEOUT_S = 60.0
+
+
+def _client(provider: CloudProvider):
+    from openai import OpenAI
+
+    api_key = secret_decrypt(provider.api_key_encrypted) if provider.api_key_encrypted else "none"
+    # Retries are ours: only failures to connect are retried, never a reply half sent.
+    return OpenAI(base_url=provider.base_url, api_key=api_key, max_retries=0, timeout=TIMEOUT_S)
+
+
+def _explain(provider: CloudProvider, exc: Exception) -> ProviderError:
+    """A message for the chat; the SDK's own text may quote the request, so it is not used."""
+    import openai
+
+    name = provider.name
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        text = f"{name} refused the API key. An admin needs to check it."
+    elif isinstance(exc, openai.RateLimitError):
+        text = f"{name} is limiting requests right now. Try again in a moment."
+    elif isinstance(exc, openai.APITimeoutError):
+        text = f"{name} did not answer in time."
+    elif isinstance(exc, openai.APIConnectionError):
+        text = f"Could not reach {name}."
+    elif isinstance(exc, openai.NotFoundError):
+        text = f"{name} does not offer this model (any more)."
+    elif isinstance(exc, openai.APIStatusError):
+        text = f"{name} answered with an error (HTTP {exc.status_code})."
+    else:
+        text = f"The connection to {name} broke off."
+    return ProviderError(text)
+
+
+def _is_connect_failure(exc: Exception) -> bool:
+    import openai
+
+    return isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError)
+
+
+class OpenAICompatibleProvider:
+    def __init__(self, provider: CloudProvider, model_name: str) -> None:
+        self.provider = provider
+        self.model_name = model_name
+        self.name = provider.slug
+
+    def token_count(self, text: str) -> int:
+        # Providers do not share their tokenizers; about four characters a token is the
+        # usual rule, rounded up so that a prompt errs on the side of fitting.
+        return len(text) // 3 + 1
+
+    def _open_stream(self, turns: Sequence[ChatTurn], params: GenerationParams):
+        client = _client(self.provider)
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                return client.chat.completions.create(
+                    model=self.model_name,
+                    messages=[{"role": t.role, "content": t.content} for t in turns],
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    max_tokens=params.max_tokens,
+                    temperature=params.temperature,
+                )
+            except Exception as exc:
+                if not _is_connect_failure(exc) or attempt == CONNECT_ATTEMPTS - 1:
+                    raise _explain(self.provider, exc) from exc
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def stream(
+        self, turns: Sequence[ChatTurn], params: GenerationParams, cancel: threading.Event
+    ) -> Iterator[Delta]:
+        stream = self._open_stream(turns, params)
+        usage = None
+        pieces = 0
+        try:
+            with stream:
+                for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    text = chunk.choices[0].delta.content if chunk.choices else None
+                    if text:
+                        pieces += 1
+                        yield Delta(text=text)
+                    if cancel.is_set():
+                        break
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise _explain(self.provider, exc) from exc
+        if usage is not None:
+            yield Delta(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+        else:
+            # Endpoints without usage reporting: each streamed piece is about one token.
+            yield Delta(completion_tokens=pieces)
+
+
+def provider_models_list(provider: CloudProvider) -> list[str]:
+    """The model ids the provider offers (``GET /v1/models``)."""
+    try:
+        return sorted(model.id for model in _client(provider).models.list())
+    except Exception as exc:
+        raise _explain(provider, exc) from exc
