@@ -1,6 +1,9 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 
-from .models import Conversation, Message
+from . import services
+from .models import CloudModel, CloudProvider, Conversation, Message, Persona
+from .providers import ProviderError
 
 
 @admin.register(Conversation)
@@ -49,3 +52,81 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+class CloudProviderForm(forms.ModelForm):
+    api_key = forms.CharField(
+        label="API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Stored encrypted and never shown again. Leave empty to keep the current key.",
+    )
+
+    class Meta:
+        model = CloudProvider
+        fields = ["name", "slug", "kind", "base_url", "api_key", "enabled"]
+        help_texts = {"base_url": "Leave empty for the preset of the kind chosen above."}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["base_url"].required = False
+
+    def clean(self):
+        cleaned = super().clean()
+        from .providers.cloud import PRESET_BASE_URLS
+
+        if not cleaned.get("base_url") and cleaned.get("kind") not in PRESET_BASE_URLS:
+            self.add_error("base_url", "A custom endpoint needs its base URL, e.g. http://host:8000/v1.")
+        return cleaned
+
+
+class CloudModelInline(admin.TabularInline):
+    model = CloudModel
+    fields = ["name", "label", "enabled", "context_length"]
+    readonly_fields = ["name"]
+    extra = 0
+    can_delete = True
+
+    def has_add_permission(self, request, obj=None):
+        return False  # models come from discovery
+
+
+@admin.register(CloudProvider)
+class CloudProviderAdmin(admin.ModelAdmin):
+    form = CloudProviderForm
+    list_display = ["name", "kind", "base_url", "api_key_hint", "enabled", "models_enabled"]
+    readonly_fields = ["api_key_hint"]
+    inlines = [CloudModelInline]
+    actions = ["discover_models"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    @admin.display(description="Models enabled")
+    def models_enabled(self, obj: CloudProvider) -> int:
+        return obj.models.filter(enabled=True).count()
+
+    def save_model(self, request, obj, form, change):
+        services.cloud_provider_save(provider=obj, api_key=form.cleaned_data.get("api_key"))
+
+    @admin.action(description="Discover models (GET /v1/models)")
+    def discover_models(self, request, queryset):
+        for provider in queryset:
+            try:
+                found = services.cloud_models_discover(provider=provider)
+            except ProviderError as exc:
+                self.message_user(request, f"{provider}: {exc}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"{provider}: {found} new model(s); enable the ones people may use.",
+                    messages.SUCCESS,
+                )
+
+
+@admin.register(Persona)
+class PersonaAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "is_shared", "is_builtin", "default_model", "temperature"]
+    list_filter = ["is_shared", "is_builtin"]
+    search_fields = ["name"]
+    fields = ["name", "description", "system_prompt", "default_model", "temperature", "is_shared", "owner"]
+    raw_id_fields = ["owner"]

@@ -63,6 +63,17 @@ def conversations_grouped(conversations: list[Conversation]) -> list[Conversatio
     return [ConversationGroup(label, groups[label]) for label in order if label in groups]
 
 
+def _with_live_text(messages: list[Message]) -> list[Message]:
+    """A reply being written is saved to the database now and then; the shared live text
+    is fresher, so it wins while the reply is active."""
+    texts = live.live_texts_get([m.pk for m in messages if m.is_active])
+    for message in messages:
+        text = texts.get(message.pk)
+        if text is not None and len(text) > len(message.content):
+            message.content = text
+    return messages
+
+
 def conversation_messages_page(
     *, conversation: Conversation, before_id: int | None = None, limit: int = MESSAGES_PAGE
 ) -> tuple[list[Message], bool]:
@@ -71,26 +82,16 @@ def conversation_messages_page(
     if before_id is not None:
         messages = messages.filter(id__lt=before_id)
     page = list(messages.order_by("-id")[: limit + 1])
-    return page[:limit][::-1], len(page) > limit
+    return _with_live_text(page[:limit][::-1]), len(page) > limit
 
 
 def messages_state(*, conversation: Conversation, message_ids: list[int]) -> list[dict]:
-    """Current state of the named messages and of every active one, newest text included.
-
-    A reply being written is saved to the database now and then; the shared live text
-    is fresher, so it wins while the reply is active.
-    """
+    """Current state of the named messages and of every active one, newest text included."""
     messages = list(
         conversation.messages.filter(pk__in=message_ids)
         | conversation.messages.filter(status__in=ACTIVE_STATUSES)
     )
-    texts = live.live_texts_get([m.pk for m in messages if m.is_active])
-    payloads = []
-    for message in messages:
-        text = texts.get(message.pk)
-        use_live = text is not None and len(text) > len(message.content)
-        payloads.append(message_payload(message, content=text if use_live else None))
-    return payloads
+    return [message_payload(message) for message in _with_live_text(messages)]
 
 
 def personas_visible(*, user: User) -> QuerySet[Persona]:

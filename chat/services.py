@@ -10,12 +10,23 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.selectors import instance_settings_get
+from localai_site.crypto import secret_encrypt, secret_hint, secret_rotate
 from localai_site.tasks import task_enqueue
 
 from . import live
 from .errors import ChatError
 from .events import message_event, removed_event
-from .models import ACTIVE_STATUSES, Conversation, Message, MessageStatus, Persona, Provider, Role
+from .models import (
+    ACTIVE_STATUSES,
+    CloudModel,
+    CloudProvider,
+    Conversation,
+    Message,
+    MessageStatus,
+    Persona,
+    Provider,
+    Role,
+)
 from .providers import ChatTurn, GenerationParams, ModelChoice, ProviderError, model_resolve, provider_for
 from .realtime import publisher
 from .selectors import persona_get_visible
@@ -342,3 +353,37 @@ def replies_fail_stale(*, conversation: Conversation | None = None, everything: 
 def conversation_delete(*, conversation: Conversation) -> None:
     reply_stop(conversation=conversation)
     conversation.delete()
+
+
+def cloud_provider_save(*, provider: CloudProvider, api_key: str | None) -> CloudProvider:
+    """Save a provider; a new key replaces the stored one, an empty one keeps it."""
+    if not provider.base_url:
+        from .providers.cloud import PRESET_BASE_URLS
+
+        provider.base_url = PRESET_BASE_URLS.get(provider.kind, "")
+    if api_key:
+        provider.api_key_encrypted = secret_encrypt(api_key)
+        provider.api_key_hint = secret_hint(api_key)
+    provider.save()
+    return provider
+
+
+def cloud_models_discover(*, provider: CloudProvider) -> int:
+    """Record the models the provider offers; new ones start disabled. Returns how many are new."""
+    from .providers.cloud import provider_models_list
+
+    names = provider_models_list(provider)
+    known = set(provider.models.values_list("name", flat=True))
+    CloudModel.objects.bulk_create(
+        [CloudModel(provider=provider, name=name) for name in names if name not in known]
+    )
+    return len(set(names) - known)
+
+
+def secrets_rotate() -> int:
+    """Re-encrypt every stored secret with the newest encryption key."""
+    providers = CloudProvider.objects.exclude(api_key_encrypted="")
+    for provider in providers:
+        provider.api_key_encrypted = secret_rotate(provider.api_key_encrypted)
+    CloudProvider.objects.bulk_update(providers, ["api_key_encrypted"])
+    return len(providers)

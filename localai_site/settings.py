@@ -128,6 +128,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+FORMS_URLFIELD_ASSUME_HTTPS = True
 AUTH_USER_MODEL = "accounts.User"
 
 MEDIA_ROOT = DATA_DIR / "media"
@@ -190,6 +191,11 @@ CHAT_SAVE_INTERVAL_S = env_float("CHAT_SAVE_INTERVAL_MS", 1000, minimum=50) / 10
 CHAT_STALE_AFTER_S = env_int("CHAT_STALE_AFTER_S", 30, minimum=5)
 # A queued reply no worker has picked up in this long is marked failed.
 CHAT_QUEUED_TIMEOUT_S = env_int("CHAT_QUEUED_TIMEOUT_S", 600, minimum=10)
+
+# How long a cloud provider may take to answer (seconds), and how often a failure to
+# connect is retried before the reply fails.
+CLOUD_TIMEOUT_S = env_float("CLOUD_TIMEOUT_S", 60, minimum=1)
+CLOUD_CONNECT_ATTEMPTS = env_int("CLOUD_CONNECT_ATTEMPTS", 3, minimum=1)
 
 # --- Local models -----------------------------------------------------------------------
 # The cores this process may use (a container's cpuset or taskset), not the host's count.

@@ -7,6 +7,7 @@ llama.cpp contexts are not thread-safe: one generation at a time per loaded mode
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -62,6 +63,17 @@ def loaded_model_get(spec: LoadSpec) -> LoadedModel:
             )
             loaded = _loaded[spec] = LoadedModel(llama)
         return loaded
+
+
+def _forget_after_fork() -> None:
+    # A forked child (a test server, a pre-forking web server) must load its own copies:
+    # llama.cpp's threads and locks do not survive fork.
+    global _loading_lock
+    _loading_lock = threading.Lock()
+    _loaded.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 @atexit.register

@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+from django.conf import settings
+
 from chat.models import CloudProvider, CloudProviderKind
 from localai_site.crypto import secret_decrypt
 
@@ -19,8 +21,6 @@ PRESET_BASE_URLS = {
     CloudProviderKind.GROK: "https://api.x.ai/v1",
     CloudProviderKind.DEEPSEEK: "https://api.deepseek.com/v1",
 }
-CONNECT_ATTEMPTS = 3
-TIMEOUT_S = 60.0
 
 
 def _client(provider: CloudProvider):
@@ -28,7 +28,9 @@ def _client(provider: CloudProvider):
 
     api_key = secret_decrypt(provider.api_key_encrypted) if provider.api_key_encrypted else "none"
     # Retries are ours: only failures to connect are retried, never a reply half sent.
-    return OpenAI(base_url=provider.base_url, api_key=api_key, max_retries=0, timeout=TIMEOUT_S)
+    return OpenAI(
+        base_url=provider.base_url, api_key=api_key, max_retries=0, timeout=settings.CLOUD_TIMEOUT_S
+    )
 
 
 def _explain(provider: CloudProvider, exc: Exception) -> ProviderError:
@@ -72,7 +74,8 @@ class OpenAICompatibleProvider:
 
     def _open_stream(self, turns: Sequence[ChatTurn], params: GenerationParams):
         client = _client(self.provider)
-        for attempt in range(CONNECT_ATTEMPTS):
+        attempts = settings.CLOUD_CONNECT_ATTEMPTS
+        for attempt in range(attempts):
             try:
                 return client.chat.completions.create(
                     model=self.model_name,
@@ -83,7 +86,7 @@ class OpenAICompatibleProvider:
                     temperature=params.temperature,
                 )
             except Exception as exc:
-                if not _is_connect_failure(exc) or attempt == CONNECT_ATTEMPTS - 1:
+                if not _is_connect_failure(exc) or attempt == attempts - 1:
                     raise _explain(self.provider, exc) from exc
                 time.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")
@@ -93,22 +96,27 @@ class OpenAICompatibleProvider:
     ) -> Iterator[Delta]:
         stream = self._open_stream(turns, params)
         usage = None
+        finish_reason = None
         pieces = 0
         try:
             with stream:
                 for chunk in stream:
                     if chunk.usage is not None:
                         usage = chunk.usage
-                    text = chunk.choices[0].delta.content if chunk.choices else None
+                    if not chunk.choices:
+                        continue
+                    finish_reason = chunk.choices[0].finish_reason or finish_reason
+                    text = chunk.choices[0].delta.content
                     if text:
                         pieces += 1
                         yield Delta(text=text)
                     if cancel.is_set():
                         break
-        except ProviderError:
-            raise
         except Exception as exc:
             raise _explain(self.provider, exc) from exc
+        if finish_reason is None and not cancel.is_set():
+            # The connection closed without the provider saying the reply was complete.
+            raise ProviderError(f"The connection to {self.provider.name} broke off.")
         if usage is not None:
             yield Delta(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
         else:

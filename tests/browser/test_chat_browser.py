@@ -321,13 +321,6 @@ class LongReplyTests(BrowserTestCase):
         # The server ran with this class's settings: the story is cut at its limit.
         assert saved.completion_tokens == LONG_MAX_TOKENS
 
-    @pytest.mark.xfail(
-        reason="App gap: the page renders a streaming reply from the database, saved only every "
-        "CHAT_SAVE_INTERVAL_MS, not from the fresher live text (chat/live.py), so a reload in "
-        "the first second shows an empty bubble until the socket catches up.",
-        raises=AssertionError,  # only the gap: a timeout or a broken page is a failure
-        strict=False,  # whether the reload beats the first save is a matter of timing
-    )
     def test_reload_in_the_first_second_of_a_reply_shows_its_first_words(self):
         page = self.page
         sign_up(page, self.live_server_url, "quick-reloader@example.com")

@@ -167,3 +167,15 @@ async def test_sync_answers_for_finished_messages_the_page_still_shows_as_active
     sync = await socket.receive_until(lambda f: f["type"] == "sync")
     assert [(m["id"], m["status"]) for m in sync["messages"]] == [(final["id"], "done")]
     await socket.close()
+
+
+async def test_a_local_reply_opens_no_connection_outside_loopback(conversation, cookie):
+    from tests.netaudit import connections_recorded, outside_loopback
+
+    socket = await _open(conversation, cookie)
+    with connections_recorded() as hosts:
+        await socket.send({"type": "send", "content": "Tell me a secret recipe."})
+        final = await socket.reply_finished()
+    assert final["status"] == "done"
+    assert outside_loopback(hosts) == []
+    await socket.close()

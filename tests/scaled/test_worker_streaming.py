@@ -88,3 +88,31 @@ def test_readyz_needs_a_live_local_worker(transactional_db, local_model, tmp_pat
         assert response.json()["workers"]["local"] == 1
     finally:
         worker.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_local_reply_in_scaled_mode_connects_only_to_loopback(
+    transactional_db, local_model, conversation, user, tmp_path
+):
+    from pathlib import Path
+
+    from tests.netaudit import connections_recorded, outside_loopback
+    from tests.scaled.conftest import WorkerProcess
+
+    log = tmp_path / "connections.log"
+    audit = str(Path(__file__).resolve().parent.parent / "netaudit")
+    worker = await database_sync_to_async(WorkerProcess)(
+        tmp_path / "worker.log", PYTHONPATH=audit, LOCALAI_CONNECT_LOG=str(log)
+    )
+    try:
+        socket = await _open(conversation, user)
+        with connections_recorded() as web_hosts:
+            await socket.send({"type": "send", "content": "Tell me a secret recipe."})
+            final = await socket.reply_finished()
+        await socket.close()
+    finally:
+        worker.stop()
+    assert final["status"] == "done"
+    worker_hosts = [line.split()[0] for line in log.read_text().splitlines()]
+    assert worker_hosts, "the audit hook saw the worker's own Redis and database connections"
+    assert outside_loopback(worker_hosts) == [] and outside_loopback(web_hosts) == []
