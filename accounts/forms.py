@@ -8,8 +8,12 @@ MAX_AVATAR_BYTES = 2 * 1024 * 1024
 class ProfileForm(forms.ModelForm):
     class Meta:
         model = User
-        fields = ["display_name", "avatar"]
-        help_texts = {"display_name": "Shown in the app instead of your email address."}
+        fields = ["display_name", "avatar", "local_only"]
+        labels = {"local_only": "Local models only"}
+        help_texts = {
+            "display_name": "Shown in the app instead of your email address.",
+            "local_only": "Never send anything I write to a cloud provider, whatever model I pick.",
+        }
 
     def clean_avatar(self):
         avatar = self.cleaned_data.get("avatar")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import statistics
@@ -69,3 +70,53 @@ def median(values: list[float]) -> float:
 
 def report(result: dict) -> None:
     print(json.dumps(result), flush=True)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value below which ``fraction`` of ``values`` fall (nearest rank)."""
+    ordered = sorted(values)
+    rank = min(len(ordered), max(1, math.ceil(fraction * len(ordered))))
+    return round(ordered[rank - 1], 2)
+
+
+def log(text: str) -> None:
+    """Progress goes to stderr: stdout carries only the JSON line."""
+    print(f"# {text}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def fresh_postgres_database(server_url: str):
+    """A new, empty database on the PostgreSQL server of ``server_url`` (whatever database
+    the URL names is ignored); yields the new database's URL and drops it on exit."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    parts = urlsplit(server_url)
+    name = f"localai_bench_{uuid.uuid4().hex[:10]}"
+    admin_url = urlunsplit(parts._replace(path="/postgres"))  # the maintenance database
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def session_cookie(user) -> str:
+    """A ``Cookie`` header value that logs ``user`` in, as a browser would send it."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"

@@ -55,6 +55,9 @@ class MessageAdmin(admin.ModelAdmin):
 
 
 class CloudProviderForm(forms.ModelForm):
+    base_url = forms.URLField(
+        max_length=300, required=False, assume_scheme="https", help_text="Leave empty for the kind's preset."
+    )
     api_key = forms.CharField(
         label="API key",
         required=False,
@@ -66,11 +69,6 @@ class CloudProviderForm(forms.ModelForm):
     class Meta:
         model = CloudProvider
         fields = ["name", "slug", "kind", "base_url", "api_key", "enabled"]
-        help_texts = {"base_url": "Leave empty for the preset of the kind chosen above."}
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["base_url"].required = False
 
     def clean(self):
         cleaned = super().clean()

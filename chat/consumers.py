@@ -8,7 +8,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from . import selectors, services
 from .errors import ChatError
 from .events import error_event, sync_event
-from .frames import SendFrame, StopFrame, SyncFrame, frame_parse
+from .frames import ClientFrame, EditFrame, RegenerateFrame, SendFrame, StopFrame, frame_parse
 from .realtime import EVENT_TYPE
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -48,10 +48,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ChatError as exc:
             await self._send_json(error_event(code=exc.code, error=exc.message))
 
-    async def _handle(self, frame: SendFrame | StopFrame | SyncFrame) -> None:
+    async def _handle(self, frame: ClientFrame) -> None:
         if isinstance(frame, SendFrame):
             await database_sync_to_async(services.message_send)(
                 conversation=self.conversation, content=frame.content, model_id=frame.model
+            )
+        elif isinstance(frame, RegenerateFrame):
+            await database_sync_to_async(services.reply_regenerate)(
+                conversation=self.conversation, message_id=frame.message_id
+            )
+        elif isinstance(frame, EditFrame):
+            await database_sync_to_async(services.message_edit)(
+                conversation=self.conversation, message_id=frame.message_id, content=frame.content
             )
         elif isinstance(frame, StopFrame):
             stopped = await database_sync_to_async(services.reply_stop)(

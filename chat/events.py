@@ -8,18 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import Message
+from .models import Message, Role
+from .rendering import markdown_to_html
 
 
 def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def message_payload(message: Message, *, content: str | None = None) -> dict[str, Any]:
+def message_payload(message: Message) -> dict[str, Any]:
+    finished_reply = message.role == Role.ASSISTANT and not message.is_active and message.content
     return {
         "id": message.pk,
         "role": message.role,
-        "content": message.content if content is None else content,
+        "content": message.content,
+        # Sanitised HTML of a finished reply; while streaming the page shows plain text.
+        "html": markdown_to_html(message.content) if finished_reply else None,
         "status": message.status,
         "error": message.error,
         "model": message.model,

@@ -1,6 +1,33 @@
 from django import forms
 
+from .models import Persona
+
 
 class MessageForm(forms.Form):
     content = forms.CharField(widget=forms.Textarea, strip=False)
     model = forms.CharField(required=False)
+    persona = forms.IntegerField(required=False)
+
+
+class PersonaForm(forms.ModelForm):
+    class Meta:
+        model = Persona
+        fields = ["name", "description", "system_prompt", "default_model", "temperature"]
+        widgets = {"system_prompt": forms.Textarea(attrs={"rows": 6})}
+        help_texts = {
+            "system_prompt": "Instructions the model gets before every conversation with this persona.",
+            "default_model": "Optional: the model new chats with this persona start with.",
+            "temperature": "Optional, 0 to 2: lower is more focused, higher more varied.",
+        }
+
+    def __init__(self, *args, model_choices=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["default_model"] = forms.ChoiceField(
+            choices=[("", "Instance default"), *model_choices], required=False, label="Default model"
+        )
+
+    def clean_temperature(self):
+        value = self.cleaned_data.get("temperature")
+        if value is not None and not 0 <= value <= 2:
+            raise forms.ValidationError("Choose a temperature between 0 and 2.")
+        return value

@@ -28,7 +28,18 @@ class SyncFrame:
     message_ids: list[int]
 
 
-ClientFrame = SendFrame | StopFrame | SyncFrame
+@dataclass(frozen=True, slots=True)
+class RegenerateFrame:
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class EditFrame:
+    message_id: int
+    content: str
+
+
+ClientFrame = SendFrame | StopFrame | SyncFrame | RegenerateFrame | EditFrame
 
 
 def _optional_int(frame: dict, key: str) -> int | None:
@@ -37,6 +48,20 @@ def _optional_int(frame: dict, key: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ChatError("bad_frame", f"'{key}' must be a message id (a whole number).")
+    return value
+
+
+def _required_int(frame: dict, key: str) -> int:
+    value = _optional_int(frame, key)
+    if value is None:
+        raise ChatError("bad_frame", f"'{frame['type']}' needs '{key}' (a message id).")
+    return value
+
+
+def _text(frame: dict, key: str) -> str:
+    value = frame.get(key)
+    if not isinstance(value, str):
+        raise ChatError("bad_frame", f"'{frame['type']}' needs '{key}' (text).")
     return value
 
 
@@ -58,9 +83,7 @@ def frame_parse(raw: str | bytes | None, *, conversation_id: str) -> ClientFrame
 
     kind = frame.get("type")
     if kind == "send":
-        content = frame.get("content")
-        if not isinstance(content, str):
-            raise ChatError("bad_frame", "'send' needs 'content' (text).")
+        content = _text(frame, "content")
         model = frame.get("model")
         if model is not None and not isinstance(model, str):
             raise ChatError("bad_frame", "'model' must be a model id (text).")
@@ -76,6 +99,10 @@ def frame_parse(raw: str | bytes | None, *, conversation_id: str) -> ClientFrame
         ):
             raise ChatError("bad_frame", f"'messages' must be a list of at most {MAX_SYNC_IDS} message ids.")
         return SyncFrame(message_ids=ids)
+    if kind == "regenerate":
+        return RegenerateFrame(message_id=_required_int(frame, "message"))
+    if kind == "edit":
+        return EditFrame(message_id=_required_int(frame, "message"), content=_text(frame, "content"))
     if kind is None:
         raise ChatError("bad_frame", "A frame must have a 'type'.")
     raise ChatError("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.")

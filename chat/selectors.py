@@ -100,3 +100,8 @@ def personas_visible(*, user: User) -> QuerySet[Persona]:
 
 def persona_get_visible(*, user: User, persona_id: int) -> Persona | None:
     return personas_visible(user=user).filter(pk=persona_id).first()
+
+
+def persona_get_owned(*, user: User, persona_id: int) -> Persona | None:
+    """Only the person who made a persona may change it (shared ones are the admin's)."""
+    return Persona.objects.filter(pk=persona_id, owner=user).first()

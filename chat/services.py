@@ -82,8 +82,9 @@ def _persona_choose(*, user: User, persona_id: int | None) -> Persona | None:
 
 
 def conversation_create(
-    *, owner: User, model_id: str | None = None, persona_id: int | None = None
+    *, owner: User, model_id: str | None = None, persona_id: int | None = None, remember_persona: bool = False
 ) -> Conversation:
+    """A new conversation; ``remember_persona`` makes its persona the person's default."""
     persona = _persona_choose(user=owner, persona_id=persona_id)
     wanted = model_id or (persona.default_model if persona else "") or owner.default_model
     try:
@@ -92,6 +93,9 @@ def conversation_create(
         if model_id:
             raise
         choice = _model_choose(user=owner, model_id=None)  # a remembered default that is gone
+    if remember_persona and owner.default_persona != persona:
+        owner.default_persona = persona
+        owner.save(update_fields=["default_persona"])
     return Conversation.objects.create(
         owner=owner, model=choice.model_id, provider=choice.provider, persona=persona
     )
@@ -142,10 +146,10 @@ def message_send(
 ) -> tuple[Message, Message]:
     """Save the user's message and an empty reply, then start generating it after commit."""
     text = _content_check(content)
+    conversation = _lock_idle(conversation)  # fresh from the database: the socket's copy may be old
     owner = conversation.owner
     choice = _model_choose(user=owner, model_id=model_id or conversation.model)
     _check_privacy_line(conversation, choice)
-    conversation = _lock_idle(conversation)
 
     user_message = Message.objects.create(
         conversation=conversation,
@@ -193,6 +197,16 @@ def message_edit(*, conversation: Conversation, message_id: int, content: str) -
     message.save(update_fields=["content"])
     publisher.publish(conversation.group_name, removed_event(later))
     return _reply_start(conversation, choice, message)
+
+
+def persona_save(*, owner: User, persona: Persona) -> Persona:
+    """A person's own persona; sharing with everyone is for admins, in the admin."""
+    persona.owner = owner
+    persona.is_shared = False
+    if persona.default_model and model_resolve(persona.default_model) is None:
+        raise ChatError("unknown_model", "That model is not available on this instance.")
+    persona.save()
+    return persona
 
 
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:

@@ -4,13 +4,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
-
-from models_hub.selectors import local_models_ready
+from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
 from .errors import ChatError
-from .forms import MessageForm
+from .forms import MessageForm, PersonaForm
+from .providers.registry import models_offered
+
+CONVERSATIONS_SHOWN = 200
 
 
 def _owned_or_404(request, conversation_id):
@@ -20,17 +21,29 @@ def _owned_or_404(request, conversation_id):
     return conversation
 
 
-def _page(request, *, conversation=None, draft: str = ""):
+def _page(request, *, conversation=None, draft: str = "", status: int = 200):
+    user = request.user
+    search = request.GET.get("q", "")
+    local_models, cloud_models = models_offered(include_cloud=services.cloud_allowed(user))
+    chat_messages, has_older = (
+        selectors.conversation_messages_page(conversation=conversation) if conversation else ([], False)
+    )
+    conversations = list(selectors.conversations_for(user=user, search=search)[:CONVERSATIONS_SHOWN])
     context = {
-        "conversations": selectors.conversations_for(user=request.user)[:100],
         "conversation": conversation,
-        "chat_messages": selectors.conversation_messages_page(conversation=conversation)[0]
-        if conversation
-        else [],
-        "local_models": local_models_ready(),
+        "conversation_groups": selectors.conversations_grouped(conversations),
+        "search": search,
+        "chat_messages": chat_messages,
+        "has_older": has_older,
+        "local_models": local_models,
+        "cloud_models": cloud_models,
+        "selected_model": (conversation.model if conversation else request.GET.get("model"))
+        or user.default_model,
+        "personas": selectors.personas_visible(user=user),
+        "selected_persona": request.GET.get("persona") or user.default_persona_id,
         "draft": draft,
     }
-    return render(request, "chat/chat.html", context)
+    return render(request, "chat/chat.html", context, status=status)
 
 
 @login_required
@@ -46,11 +59,16 @@ def conversation_start(request):
         messages.error(request, "Write a message first.")
         return redirect("chat:home")
     try:
-        conversation = services.conversation_create(owner=request.user, model_id=form.cleaned_data["model"])
+        conversation = services.conversation_create(
+            owner=request.user,
+            model_id=form.cleaned_data["model"],
+            persona_id=form.cleaned_data["persona"],
+            remember_persona=True,
+        )
         services.message_send(conversation=conversation, content=form.cleaned_data["content"])
     except ChatError as exc:
         messages.error(request, exc.message)
-        return _page(request, draft=form.cleaned_data["content"])
+        return _page(request, draft=form.cleaned_data["content"], status=400)
     return redirect("chat:conversation", conversation_id=conversation.pk)
 
 
@@ -59,6 +77,21 @@ def conversation_detail(request, conversation_id):
     conversation = _owned_or_404(request, conversation_id)
     services.replies_fail_stale(conversation=conversation)
     return _page(request, conversation=conversation)
+
+
+@login_required
+@require_GET
+def messages_older(request, conversation_id):
+    """The page of messages before ``?before=<id>``, as HTML, for scrolling back in a long chat."""
+    conversation = _owned_or_404(request, conversation_id)
+    try:
+        before = int(request.GET["before"])
+    except (KeyError, ValueError):
+        raise Http404("Say which message to load the older ones before.") from None
+    page, has_older = selectors.conversation_messages_page(conversation=conversation, before_id=before)
+    response = render(request, "chat/_messages.html", {"chat_messages": page})
+    response["X-Has-Older"] = "1" if has_older else "0"
+    return response
 
 
 @login_required
@@ -77,7 +110,7 @@ def message_send(request, conversation_id):
         )
     except ChatError as exc:
         messages.error(request, exc.message)
-        return _page(request, conversation=conversation, draft=request.POST.get("content", ""))
+        return _page(request, conversation=conversation, draft=request.POST.get("content", ""), status=400)
     return redirect("chat:conversation", conversation_id=conversation.pk)
 
 
@@ -90,7 +123,63 @@ def reply_stop(request, conversation_id):
 
 @login_required
 @require_POST
+def conversation_rename(request, conversation_id):
+    conversation = _owned_or_404(request, conversation_id)
+    try:
+        services.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+    except ChatError as exc:
+        messages.error(request, exc.message)
+    return redirect("chat:conversation", conversation_id=conversation.pk)
+
+
+@login_required
+@require_POST
+def conversation_pin(request, conversation_id):
+    conversation = _owned_or_404(request, conversation_id)
+    services.conversation_pin(conversation=conversation, pinned=request.POST.get("pinned") == "1")
+    return redirect("chat:conversation", conversation_id=conversation.pk)
+
+
+@login_required
+@require_POST
 def conversation_delete(request, conversation_id):
     services.conversation_delete(conversation=_owned_or_404(request, conversation_id))
     messages.success(request, "The conversation was deleted.")
     return redirect("chat:home")
+
+
+def _model_choices(user):
+    local, cloud = models_offered(include_cloud=services.cloud_allowed(user))
+    return [(c.model_id, f"{c.label} ({c.provider_name})") for c in (*local, *cloud)]
+
+
+@login_required
+def persona_list(request):
+    personas = selectors.personas_visible(user=request.user)
+    return render(request, "chat/personas.html", {"personas": personas})
+
+
+@login_required
+def persona_edit(request, persona_id=None):
+    persona = None
+    if persona_id is not None:
+        persona = selectors.persona_get_owned(user=request.user, persona_id=persona_id)
+        if persona is None:
+            raise Http404("No such persona of yours.")
+    form = PersonaForm(request.POST or None, instance=persona, model_choices=_model_choices(request.user))
+    if request.method == "POST" and form.is_valid():
+        services.persona_save(owner=request.user, persona=form.save(commit=False))
+        messages.success(request, f"“{form.instance.name}” was saved.")
+        return redirect("chat:personas")
+    return render(request, "chat/persona_form.html", {"form": form, "persona": persona})
+
+
+@login_required
+@require_POST
+def persona_delete(request, persona_id):
+    persona = selectors.persona_get_owned(user=request.user, persona_id=persona_id)
+    if persona is None:
+        raise Http404("No such persona of yours.")
+    persona.delete()
+    messages.success(request, "The persona was deleted.")
+    return redirect("chat:personas")

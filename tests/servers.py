@@ -63,8 +63,9 @@ class LlamaServer:
 class MisbehavingProvider(ThreadingHTTPServer):
     """An OpenAI-style endpoint whose model names choose how it fails:
     ``rate-limited`` (429), ``server-error`` (500), ``slow`` (answers after 5 s),
-    ``drops`` (streams two pieces, then cuts the connection), anything else streams
-    ``tokens`` pieces, one every ``interval`` seconds (``paced``)."""
+    ``drops`` (streams two pieces, then cuts the connection), ``echo`` (streams the
+    last user message back), anything else streams ``tokens`` pieces, one every
+    ``interval`` seconds (``paced``)."""
 
     daemon_threads = True
 
@@ -95,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
-        names = ["paced", "rate-limited", "server-error", "slow", "drops"]
+        names = ["paced", "rate-limited", "server-error", "slow", "drops", "echo"]
         self._json(
             200, {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "test"} for n in names]}
         )
@@ -113,11 +114,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
         self.end_headers()
-        count = 2 if model == "drops" else self.server.tokens
-        for i in range(count):
+        if model == "echo":
+            text = body["messages"][-1]["content"]
+            third = max(1, len(text) // 3)
+            pieces = [text[i : i + third] for i in range(0, len(text), third)]
+        else:
+            pieces = [f"w{i} " for i in range(2 if model == "drops" else self.server.tokens)]
+        count = len(pieces)
+        for piece in pieces:
             chunk = {
                 "id": "c1", "object": "chat.completion.chunk", "created": 0, "model": model,
-                "choices": [{"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}],
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
             }  # fmt: skip
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from chat.models import CloudModel, Provider
 from models_hub.models import LocalModel
 from models_hub.selectors import local_model_default, local_model_get, local_models_ready
@@ -36,7 +38,8 @@ def _local_choice(model: LocalModel) -> ModelChoice:
         label=model.name,
         provider=Provider.LOCAL,
         provider_name="This instance",
-        context_length=model.context_length,
+        # What the runtime actually loads (models_hub.runtime.load_spec_for).
+        context_length=min(model.context_length, settings.LLAMA_CONTEXT),
         local_model=model,
     )
 

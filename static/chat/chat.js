@@ -1,6 +1,8 @@
 // The chat page's live part: one socket per conversation, replies applied by offset.
 // Offsets count UTF-16 code units, like String.length, so a delta is placed exactly
-// once whatever arrives twice, late or after a reconnect.
+// once whatever arrives twice, late or after a reconnect. Finished replies arrive as
+// HTML the server made from Markdown and sanitised; nothing else is ever set as HTML.
+import "./confirm.js";
 
 const chat = document.querySelector(".chat");
 const list = document.getElementById("messages");
@@ -9,16 +11,40 @@ const input = document.getElementById("composer-input");
 const modelSelect = document.getElementById("model-select");
 const stopButton = document.getElementById("stop-button");
 const statusLine = document.getElementById("composer-status");
+const destination = document.getElementById("destination");
 
 const ACTIVE = new Set(["queued", "streaming"]);
 const STATUS_TEXT = { queued: "Waiting for the model…", streaming: "Writing…", stopped: "Stopped", done: "" };
-const messages = new Map(); // id -> {text, status, el}
+const messages = new Map(); // id -> {text, status, role, el}
 
-function readRenderedMessages() {
-  for (const el of list.querySelectorAll(".message")) {
-    const id = Number(el.dataset.messageId);
-    messages.set(id, { text: el.querySelector(".message-body").textContent, status: el.dataset.status, el });
+// --- rendering --------------------------------------------------------------------------
+function addCodeCopyButtons(root) {
+  for (const pre of root.querySelectorAll("pre")) {
+    if (pre.querySelector(".code-copy")) continue;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "code-copy";
+    button.textContent = "Copy code";
+    button.addEventListener("click", () => copyText(pre.querySelector("code")?.textContent ?? pre.textContent, button));
+    pre.prepend(button);
   }
+}
+
+function track(el) {
+  const id = Number(el.dataset.messageId);
+  const body = el.querySelector(".message-body");
+  const state = { text: el.dataset.text ?? body.textContent, status: el.dataset.status, role: roleOf(el), el };
+  messages.set(id, state);
+  addCodeCopyButtons(body);
+  return state;
+}
+
+function roleOf(el) {
+  return el.classList.contains("message-user") ? "user" : "assistant";
+}
+
+function readRenderedMessages(root = list) {
+  for (const el of root.querySelectorAll(".message")) track(el);
 }
 
 function nearBottom() {
@@ -34,47 +60,70 @@ function createBubble(id, role) {
   const el = document.createElement("article");
   el.className = `message message-${role}`;
   el.dataset.messageId = id;
-  const body = document.createElement("div");
-  body.className = "message-body";
-  el.append(body);
-  if (role === "assistant") {
-    const meta = document.createElement("footer");
-    meta.className = "message-meta";
-    meta.innerHTML = '<span class="meta-status"></span><span class="meta-stats"></span>';
-    el.append(meta);
-  }
+  el.innerHTML =
+    '<div class="message-body"></div><div class="message-actions">' +
+    '<button type="button" class="link action-copy" title="Copy the text">Copy</button>' +
+    (role === "user"
+      ? '<button type="button" class="link action-edit" title="Change and send again">Edit</button>'
+      : '<button type="button" class="link action-regenerate" title="Write this reply again">Regenerate</button>') +
+    "</div>" +
+    (role === "assistant"
+      ? '<footer class="message-meta"><span class="meta-model"></span><span class="meta-status"></span>' +
+        '<span class="meta-stats"></span><span class="meta-context"></span></footer>'
+      : "");
   list.append(el);
-  const state = { text: "", status: "queued", el };
+  const state = { text: "", status: "queued", role, el };
   messages.set(id, state);
   return state;
 }
 
 function setText(state, text) {
   state.text = text;
-  state.el.querySelector(".message-body").textContent = text; // never HTML: model output is untrusted
+  const body = state.el.querySelector(".message-body");
+  body.classList.remove("markdown");
+  body.textContent = text; // plain text while it streams: model output is untrusted
 }
 
-function setStatus(state, status, info = {}) {
+function setHtml(state, text, html) {
+  state.text = text;
+  const body = state.el.querySelector(".message-body");
+  body.classList.add("markdown");
+  body.innerHTML = html; // made from Markdown and sanitised by the server (chat/rendering.py)
+  addCodeCopyButtons(body);
+}
+
+function setMeta(state, m) {
+  const find = (cls) => state.el.querySelector(cls);
+  if (!find(".message-meta")) return;
+  const model = m.model.split(":").pop().split("/").pop();
+  find(".meta-model").textContent = `${model} · ${m.provider === "local" ? "this instance" : m.provider}`;
+  find(".meta-status").textContent = m.status === "failed" ? m.error || "Failed" : STATUS_TEXT[m.status] ?? "";
+  if (m.completion_tokens) {
+    const parts = [`${m.completion_tokens} tokens`];
+    if (m.tokens_per_second) parts.push(`${m.tokens_per_second} tok/s`);
+    if (m.ttft_ms != null) parts.push(`first token ${m.ttft_ms} ms`);
+    find(".meta-stats").textContent = parts.join(" · ");
+  }
+  if (m.omitted_turns) {
+    const n = m.omitted_turns;
+    find(".meta-context").textContent = `${n} earlier message${n === 1 ? "" : "s"} left out to fit the model's context`;
+  }
+}
+
+function setStatus(state, status) {
   state.status = status;
   state.el.dataset.status = status;
   state.el.className = state.el.className.replace(/\bstatus-\S+/g, "").trim() + ` status-${status}`;
-  const statusEl = state.el.querySelector(".meta-status");
-  if (statusEl) statusEl.textContent = status === "failed" ? info.error || "Failed" : STATUS_TEXT[status] ?? "";
-  const stats = state.el.querySelector(".meta-stats");
-  if (stats && info.completion_tokens) {
-    const parts = [`${info.completion_tokens} tokens`];
-    if (info.tokens_per_second) parts.push(`${info.tokens_per_second} tok/s`);
-    if (info.ttft_ms != null) parts.push(`first token ${info.ttft_ms} ms`);
-    stats.textContent = parts.join(" · ");
-  }
 }
 
 function upsertMessage(m) {
   const stick = nearBottom();
   const state = messages.get(m.id) ?? createBubble(m.id, m.role);
-  // A finished message's text is final; while streaming, keep whichever is further along.
-  if (!ACTIVE.has(m.status) || m.content.length >= state.text.length) setText(state, m.content);
-  setStatus(state, m.status, m);
+  if (m.html) setHtml(state, m.content, m.html);
+  // While streaming, keep whichever text is further along; a finished one is final.
+  else if (!ACTIVE.has(m.status) || m.content.length >= state.text.length) setText(state, m.content);
+  setStatus(state, m.status);
+  setMeta(state, m);
   refreshControls();
   if (stick) scrollToEnd();
 }
@@ -93,14 +142,42 @@ function applyDelta(d) {
   if (stick) scrollToEnd();
 }
 
+function removeMessages(ids) {
+  for (const id of ids) {
+    messages.get(id)?.el.remove();
+    messages.delete(id);
+  }
+  refreshControls();
+}
+
 function activeIds() {
   return [...messages].filter(([, s]) => ACTIVE.has(s.status)).map(([id]) => id);
+}
+
+function lastMessageId() {
+  return Math.max(0, ...messages.keys());
 }
 
 function refreshControls() {
   const busy = activeIds().length > 0;
   stopButton.hidden = !busy;
   form.classList.toggle("busy", busy);
+  const lastId = lastMessageId();
+  for (const [id, state] of messages) {
+    const regenerate = state.el.querySelector(".action-regenerate");
+    if (regenerate) regenerate.hidden = busy || id !== lastId;
+    const edit = state.el.querySelector(".action-edit");
+    if (edit) edit.hidden = busy;
+  }
+}
+
+// --- where the words go -----------------------------------------------------------------
+function showDestination() {
+  const option = modelSelect?.selectedOptions[0];
+  if (!option) return;
+  const local = option.dataset.local === "1";
+  destination.className = `destination ${local ? "local" : "cloud"}`;
+  destination.textContent = local ? "Stays on this instance" : `Will be sent to ${option.dataset.providerName}`;
 }
 
 // --- socket -----------------------------------------------------------------------------
@@ -119,6 +196,17 @@ function requestSync(extraIds = []) {
   syncPending = send({ type: "sync", messages: [...new Set([...activeIds(), ...extraIds])] });
 }
 
+function showError(frame) {
+  statusLine.replaceChildren(frame.error);
+  if (frame.code === "stays_local") {
+    const link = document.createElement("a");
+    link.className = "button";
+    link.href = `/?model=${encodeURIComponent(modelSelect.value)}`;
+    link.textContent = "Start a new cloud chat";
+    statusLine.append(" ", link);
+  }
+}
+
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   socket = new WebSocket(`${scheme}://${location.host}${chat.dataset.socketPath}`);
@@ -132,10 +220,11 @@ function connect() {
     const frame = JSON.parse(event.data);
     if (frame.type === "delta") applyDelta(frame);
     else if (frame.type === "message") upsertMessage(frame.message);
+    else if (frame.type === "removed") removeMessages(frame.ids);
     else if (frame.type === "sync") {
       syncPending = false;
       frame.messages.forEach(upsertMessage);
-    } else if (frame.type === "error") statusLine.textContent = frame.error;
+    } else if (frame.type === "error") showError(frame);
   });
   socket.addEventListener("close", (event) => {
     if (event.code === 4401 || event.code === 4404) {
@@ -147,6 +236,82 @@ function connect() {
     retryDelay = Math.min(retryDelay * 2, 8000);
   });
 }
+
+// --- older messages ---------------------------------------------------------------------
+function watchOlder() {
+  const sentinel = list.querySelector(".older-sentinel");
+  if (!sentinel) return;
+  const observer = new IntersectionObserver(async (entries) => {
+    if (!entries.some((e) => e.isIntersecting)) return;
+    observer.disconnect();
+    const response = await fetch(`${chat.dataset.olderUrl}?before=${sentinel.dataset.before}`);
+    if (!response.ok) return;
+    const holder = document.createElement("div");
+    holder.innerHTML = await response.text(); // our own server-rendered, escaped template
+    const heightBefore = list.scrollHeight;
+    const older = [...holder.children];
+    sentinel.after(...older);
+    older.forEach((el) => el.classList.contains("message") && track(el));
+    if (response.headers.get("X-Has-Older") === "1" && older.length) {
+      sentinel.dataset.before = older[0].dataset.messageId;
+      list.prepend(sentinel);
+      watchOlder();
+    } else sentinel.remove();
+    list.scrollTop += list.scrollHeight - heightBefore; // keep what the reader was looking at
+    refreshControls();
+  });
+  observer.observe(sentinel);
+}
+
+// --- actions on messages ----------------------------------------------------------------
+async function copyText(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+    const label = button.textContent;
+    button.textContent = "Copied";
+    setTimeout(() => (button.textContent = label), 1200);
+  } catch {
+    statusLine.textContent = "The browser did not allow copying.";
+  }
+}
+
+function startEdit(state, id) {
+  const body = state.el.querySelector(".message-body");
+  const editor = document.createElement("form");
+  editor.className = "edit-form";
+  editor.innerHTML =
+    '<textarea rows="3" aria-label="Edit your message"></textarea><div class="edit-bar">' +
+    '<button type="button" class="link cancel">Cancel</button><button class="primary">Send again</button></div>';
+  editor.querySelector("textarea").value = state.text;
+  body.hidden = true;
+  body.after(editor);
+  editor.querySelector("textarea").focus();
+  const close = () => {
+    editor.remove();
+    body.hidden = false;
+  };
+  editor.querySelector(".cancel").addEventListener("click", close);
+  editor.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const content = editor.querySelector("textarea").value;
+    if (!content.trim()) return;
+    if (send({ type: "edit", message: id, content })) {
+      setText(state, content.trim());
+      close();
+    } else statusLine.textContent = "Not connected; try again in a moment.";
+  });
+}
+
+list.addEventListener("click", (event) => {
+  const button = event.target.closest("button");
+  const el = event.target.closest(".message");
+  if (!button || !el) return;
+  const id = Number(el.dataset.messageId);
+  const state = messages.get(id);
+  if (button.classList.contains("action-copy")) copyText(state.text, button);
+  else if (button.classList.contains("action-regenerate")) send({ type: "regenerate", message: id });
+  else if (button.classList.contains("action-edit")) startEdit(state, id);
+});
 
 // --- composer ---------------------------------------------------------------------------
 function autosize() {
@@ -183,8 +348,13 @@ stopButton.addEventListener("click", () => {
   if (!send({ type: "stop" })) statusLine.textContent = "Not connected; try again in a moment.";
 });
 
+modelSelect?.addEventListener("change", showDestination);
+document.querySelector(".rename-form input")?.addEventListener("change", (event) => event.target.form.submit());
+
 readRenderedMessages();
 refreshControls();
+showDestination();
 scrollToEnd();
 autosize();
+watchOlder();
 if (chat.dataset.socketPath) connect();

@@ -237,7 +237,7 @@ class ChatPageTests(BrowserTestCase):
         page.on("websocket", watch)
         page.goto(f"{self.live_server_url}/c/{conversation.pk}/")
         # The socket answers its opening sync: from then on Enter can send.
-        self._wait_until(lambda: received_frames, "the chat socket never answered")
+        self._wait_until(lambda: received_frames, "the chat socket never answered", timeout_ms=30_000)
         expect(page.locator("article.message-user")).to_have_count(1)
 
         composer = page.locator("#composer-input")

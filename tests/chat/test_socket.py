@@ -179,3 +179,51 @@ async def test_a_local_reply_opens_no_connection_outside_loopback(conversation, 
     assert final["status"] == "done"
     assert outside_loopback(hosts) == []
     await socket.close()
+
+
+async def test_regenerate_and_edit_over_the_socket(conversation, cookie):
+    socket = await _open(conversation, cookie)
+    await socket.send({"type": "send", "content": "Name a colour."})
+    first = await socket.reply_finished()
+    await socket.send({"type": "regenerate", "message": first["id"]})
+    removed = await socket.receive_until(lambda f: f["type"] == "removed")
+    assert removed["ids"] == [first["id"]]
+    second = await socket.reply_finished()
+    assert second["id"] != first["id"] and second["status"] == "done"
+
+    question = await database_sync_to_async(conversation.messages.get)(role="user")
+    await socket.send({"type": "edit", "message": question.pk, "content": "Name a fruit."})
+    removed = await socket.receive_until(lambda f: f["type"] == "removed")
+    assert removed["ids"] == [second["id"]]
+    third = await socket.reply_finished()
+    assert third["status"] == "done"
+    contents = await database_sync_to_async(
+        lambda: list(conversation.messages.values_list("content", flat=True))
+    )()
+    assert contents[0] == "Name a fruit." and len(contents) == 2
+    await socket.close()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ({"type": "regenerate"}, "bad_frame"),
+        ({"type": "regenerate", "message": 10**9}, "not_last_reply"),
+        ({"type": "edit", "message": 10**9, "content": "x"}, "not_found"),
+        ({"type": "edit", "message": 1}, "bad_frame"),
+    ],
+)
+async def test_bad_regenerate_and_edit_frames_are_answered_with_an_error(conversation, cookie, frame, code):
+    socket = await _open(conversation, cookie)
+    await socket.send(frame)
+    answer = await socket.receive(timeout=10)
+    assert (answer["type"], answer["code"]) == ("error", code)
+    await socket.close()
+
+
+async def test_finished_replies_carry_sanitised_html(conversation, cookie):
+    socket = await _open(conversation, cookie)
+    await socket.send({"type": "send", "content": "Say hi"})
+    final = await socket.reply_finished()
+    assert final["html"].startswith("<") and final["content"]
+    await socket.close()

@@ -1,0 +1,5 @@
+// Forms marked data-confirm ask before they submit (deleting things).
+document.addEventListener("submit", (event) => {
+  const question = event.target.dataset?.confirm;
+  if (question && !window.confirm(question)) event.preventDefault();
+});
