@@ -79,6 +79,7 @@ function createBubble(id, role) {
 
 function setText(state, text) {
   state.text = text;
+  delete state.el.dataset.text;
   const body = state.el.querySelector(".message-body");
   body.classList.remove("markdown");
   body.textContent = text; // plain text while it streams: model output is untrusted
@@ -86,6 +87,7 @@ function setText(state, text) {
 
 function setHtml(state, text, html) {
   state.text = text;
+  state.el.dataset.text = text; // the Markdown source, for Copy and for edits
   const body = state.el.querySelector(".message-body");
   body.classList.add("markdown");
   body.innerHTML = html; // made from Markdown and sanitised by the server (chat/rendering.py)
