@@ -148,3 +148,11 @@ def test_profile_rejects_a_file_that_is_not_an_image(client, user):
     assert response.status_code == 200
     user.refresh_from_db()
     assert not user.avatar
+
+
+@pytest.mark.django_db
+def test_a_person_can_make_their_account_local_only(client, user):
+    client.force_login(user)
+    client.post(reverse("accounts:profile"), {"display_name": "Ann", "local_only": "on"})
+    user.refresh_from_db()
+    assert user.local_only
