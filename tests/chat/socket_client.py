@@ -93,3 +93,10 @@ class ChatSocket:
 
     async def close(self) -> None:
         await self.communicator.disconnect()
+
+
+async def open_socket(conversation_id, cookie: bytes) -> ChatSocket:
+    socket = ChatSocket(conversation_id, cookie)
+    connected, _ = await socket.connect()
+    assert connected
+    return socket

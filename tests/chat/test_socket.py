@@ -4,7 +4,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat.models import Message, MessageStatus
-from tests.chat.socket_client import ChatSocket, session_cookie_for
+from tests.chat.socket_client import ChatSocket, open_socket, session_cookie_for
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -20,10 +20,7 @@ def short_replies_everywhere(short_replies):
 
 
 async def _open(conversation, cookie) -> ChatSocket:
-    socket = ChatSocket(conversation.pk, cookie)
-    connected, _ = await socket.connect()
-    assert connected
-    return socket
+    return await open_socket(conversation.pk, cookie)
 
 
 async def test_a_socket_without_a_login_is_refused(conversation):

@@ -6,16 +6,13 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat.models import Message, MessageStatus
-from tests.chat.socket_client import ChatSocket, session_cookie_for
+from tests.chat.socket_client import ChatSocket, open_socket, session_cookie_for
 
 pytestmark = [pytest.mark.scaled, pytest.mark.django_db(transaction=True)]
 
 
 async def _open(conversation, user) -> ChatSocket:
-    socket = ChatSocket(conversation.pk, await database_sync_to_async(session_cookie_for)(user))
-    connected, _ = await socket.connect()
-    assert connected
-    return socket
+    return await open_socket(conversation.pk, await database_sync_to_async(session_cookie_for)(user))
 
 
 @pytest.mark.asyncio
