@@ -157,6 +157,9 @@ class Message(models.Model):
         ordering = ["created_at", "id"]
         indexes = [
             models.Index(fields=["conversation", "id"], name="message_conversation_order"),
+            # "Is a reply being written here?" on every send: SQLite cannot use the partial
+            # index below when the statuses come as query parameters.
+            models.Index(fields=["conversation", "status"], name="message_conversation_status"),
             models.Index(
                 fields=["status"],
                 name="message_status",

@@ -3,6 +3,8 @@ per provider. Errors become messages a person can act on; keys never appear in t
 
 from __future__ import annotations
 
+import functools
+import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,13 +26,18 @@ PRESET_BASE_URLS = {
 
 
 def _client(provider: CloudProvider):
+    return _client_for(provider.base_url, provider.api_key_encrypted, settings.CLOUD_TIMEOUT_S)
+
+
+@functools.lru_cache(maxsize=64)
+def _client_for(base_url: str, api_key_encrypted: str, timeout: float):
+    """One client per provider settings and process: making one builds an SSL context
+    (~20 ms of CPU), and its connection pool is shared by every reply (it is thread-safe)."""
     from openai import OpenAI
 
-    api_key = secret_decrypt(provider.api_key_encrypted) if provider.api_key_encrypted else "none"
+    api_key = secret_decrypt(api_key_encrypted) if api_key_encrypted else "none"
     # Retries are ours: only failures to connect are retried, never a reply half sent.
-    return OpenAI(
-        base_url=provider.base_url, api_key=api_key, max_retries=0, timeout=settings.CLOUD_TIMEOUT_S
-    )
+    return OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout)
 
 
 def _explain(provider: CloudProvider, exc: Exception) -> ProviderError:
@@ -100,13 +107,24 @@ class OpenAICompatibleProvider:
         pieces = 0
         try:
             with stream:
-                for chunk in stream:
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-                    if not chunk.choices:
+                # The raw events, parsed with json: the SDK's typed chunk objects cost
+                # ~75 µs of CPU each, several times the rest of the path per token.
+                for line in stream.response.iter_lines():
+                    if not line.startswith("data:"):
                         continue
-                    finish_reason = chunk.choices[0].finish_reason or finish_reason
-                    text = chunk.choices[0].delta.content
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    if chunk.get("error"):
+                        raise ProviderError(f"{self.provider.name} stopped with an error.")
+                    if chunk.get("usage"):
+                        usage = chunk["usage"]
+                    choices = chunk.get("choices")
+                    if not choices:
+                        continue
+                    finish_reason = choices[0].get("finish_reason") or finish_reason
+                    text = (choices[0].get("delta") or {}).get("content")
                     if text:
                         pieces += 1
                         yield Delta(text=text)
@@ -118,7 +136,9 @@ class OpenAICompatibleProvider:
             # The connection closed without the provider saying the reply was complete.
             raise ProviderError(f"The connection to {self.provider.name} broke off.")
         if usage is not None:
-            yield Delta(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+            yield Delta(
+                prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens")
+            )
         else:
             # Endpoints without usage reporting: each streamed piece is about one token.
             yield Delta(completion_tokens=pieces)

@@ -1,0 +1,463 @@
+"""Many replies streaming at once through the scaled path: are they whole, and how late?
+
+A paced, OpenAI-compatible SSE endpoint (asyncio, in its own process so its CPU is not
+the app's) streams each reply at --rate tokens/s, stamping every token with the moment it
+was written: ``t<index>@<unix ns> ``. It is registered in the app as a cloud provider
+with one enabled model.
+
+(a) direct: --streams plain HTTP clients read the endpoint at once, no app in between;
+(b) app: --streams websocket clients, each in its own new conversation, send at once
+    through `localai serve` (daphne), Redis (pub/sub channel layer, broker, live text)
+    and a `localai worker --queues cloud` process (threads pool, one thread per stream;
+    --workers N shares the streams between N such processes).
+
+Per delta received, the added delay is receive time - write time of the newest token in
+it (same machine clock). The app sends deltas in batches every CHAT_FLUSH_INTERVAL_MS
+(50 ms), the first at once; a batch goes out when a token arrives, so batching delays
+older tokens of a batch, not its newest one.
+
+Each app client checks its reply: final status done (``complete``), and both the text
+assembled from the deltas (placed by offset, as chat.js does) and the final message's
+content equal exactly what the endpoint wrote for it (``lost_or_doubled`` counts the
+replies where either differs). ``cpu_s_per_1k_tokens``: CPU seconds (user + system) of
+the web process, the worker and redis-server while the app streams, per 1,000 tokens
+delivered. Redis is shared with whatever else runs on the machine, so its share is an
+upper bound.
+
+Targets: complete == streams, lost_or_doubled == 0, p95_added_ms <= 100.
+
+    .venv/bin/python bench/concurrent_streams.py [--streams 100] [--tokens 100] [--rate 50]
+        [--workers 1] [--dump delays.json]
+
+SQLite in a temporary data folder by default; --database-url puts the data in a fresh
+database on that PostgreSQL server (dropped at the end). Redis: BENCH_REDIS_URL, by
+default redis://127.0.0.1:6379/12, flushed at the start and the end. One JSON line goes
+to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (  # noqa: E402
+    VENV_BIN,
+    app_env,
+    free_port,
+    fresh_postgres_database,
+    log,
+    median,
+    percentile,
+    processes,
+    report,
+    session_cookie,
+    wait_for_http,
+)
+
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+MODEL_NAME = "paced"
+FINAL_STATUSES = {"done", "stopped", "failed"}
+STREAM_TIMEOUT_S = 120
+
+
+# --- the paced endpoint (a child process) -----------------------------------------------------
+def _sse(payload: dict) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _chunk(content: str | None, finish_reason: str | None = None) -> bytes:
+    delta = {"content": content} if content is not None else {}
+    return _sse(
+        {
+            "id": "bench", "object": "chat.completion.chunk", "created": 0, "model": MODEL_NAME,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+    )  # fmt: skip
+
+
+def sse_child(port: int, tokens: int, rate: float) -> None:
+    """Serve POST /v1/chat/completions as a paced stream; GET /bench/sent answers, per
+    prompt (the last message of a request), the exact text written for it."""
+    sent: dict[str, str] = {}
+    interval = 1 / rate
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request_line = await reader.readline()
+            headers = {}
+            while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length", 0)))
+            method, path = request_line.decode("latin-1").split(" ")[:2]
+            if method == "GET" and path == "/bench/sent":
+                data = json.dumps(sent).encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(data), data)
+                )
+            elif method == "POST" and path.endswith("/chat/completions"):
+                prompt = json.loads(body)["messages"][-1]["content"]
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+                pieces = []
+                for index in range(tokens):
+                    # An absolute schedule: a late wake-up does not slow the whole stream.
+                    delay = start + index * interval - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    piece = f"t{index}@{time.time_ns()} "
+                    pieces.append(piece)
+                    writer.write(_chunk(piece))
+                    await writer.drain()
+                sent[prompt] = "".join(pieces)
+                usage = {"prompt_tokens": 5, "completion_tokens": tokens, "total_tokens": 5 + tokens}
+                writer.write(
+                    _chunk(None, "stop")
+                    + _sse({"id": "bench", "object": "chat.completion.chunk", "choices": [], "usage": usage})
+                    + b"data: [DONE]\n\n"
+                )
+            else:
+                writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # a client that went away
+        finally:
+            writer.close()
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+def _stamp_ns(text: str) -> int:
+    """The write time of the newest token in ``text`` (``…t<i>@<ns> ``)."""
+    return int(text.rstrip().rsplit("@", 1)[1])
+
+
+# --- (a) direct: plain HTTP clients on the endpoint -------------------------------------------
+@dataclass
+class StreamResult:
+    prompt: str
+    text: str = ""
+    delays_ms: list[float] = field(default_factory=list)
+    status: str = "none"
+    content: str | None = None  # the final message's content (app only)
+    gaps: int = 0  # deltas that started past the end of the text so far
+    overlaps: int = 0  # deltas that repeated text already received
+    first_delta_ms: float | None = None  # from sending to the first delta
+
+
+async def direct_stream(port: int, prompt: str) -> StreamResult:
+    result = StreamResult(prompt)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    body = json.dumps(
+        {"model": MODEL_NAME, "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    )
+    writer.write(
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+    )
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass  # response headers
+    async for line in reader:
+        received_ns = time.time_ns()
+        if line.startswith(b"data: [DONE]"):
+            result.status = "done"
+            break
+        if not line.startswith(b"data: "):
+            continue
+        choices = json.loads(line[6:])["choices"]
+        piece = choices[0]["delta"].get("content") if choices else None
+        if piece:
+            result.text += piece
+            result.delays_ms.append((received_ns - _stamp_ns(piece)) / 1e6)
+    writer.close()
+    return result
+
+
+async def direct_round(port: int, streams: int) -> list[StreamResult]:
+    return await asyncio.gather(*(direct_stream(port, f"direct stream {i}") for i in range(streams)))
+
+
+# --- (b) the app: websocket clients through daphne, Redis and the worker ---------------------
+async def app_stream(ws, prompt: str) -> StreamResult:
+    result = StreamResult(prompt)
+    sent_ns = time.time_ns()
+    await ws.send(json.dumps({"type": "send", "content": prompt}))
+    async for raw in ws:
+        received_ns = time.time_ns()
+        frame = json.loads(raw)
+        if frame["type"] == "delta":
+            offset, text = frame["offset"], frame["text"]
+            if result.first_delta_ms is None:
+                result.first_delta_ms = (received_ns - sent_ns) / 1e6
+            # Placed by offset the way chat.js places it (all text here is ASCII, so
+            # UTF-16 offsets are character offsets).
+            if offset > len(result.text):
+                result.gaps += 1
+                continue
+            if offset < len(result.text):
+                result.overlaps += 1
+            result.text = (
+                result.text[:offset] + text if offset + len(text) > len(result.text) else result.text
+            )
+            result.delays_ms.append((received_ns - _stamp_ns(text)) / 1e6)
+        elif frame["type"] == "message" and frame["message"]["role"] == "assistant":
+            message = frame["message"]
+            if message["status"] in FINAL_STATUSES:
+                result.status, result.content = message["status"], message["content"]
+                if message["status"] == "failed":
+                    log(f"a reply failed: {message['error']}")
+                break
+        elif frame["type"] == "error":
+            log(f"error frame: {frame}")
+            result.status = "error"
+            break
+    return result
+
+
+async def app_round(
+    port: int, cookie: str, conversation_ids: list[str], tag: str, on_start=lambda: None
+) -> list[StreamResult]:
+    """Open one socket per conversation, then send on all of them at once (``on_start``
+    is called just before)."""
+    from websockets.asyncio.client import connect
+
+    headers = {"Cookie": cookie, "Origin": f"http://127.0.0.1:{port}"}
+    sockets = await asyncio.gather(
+        *(
+            connect(f"ws://127.0.0.1:{port}/ws/chat/{cid}/", additional_headers=headers, open_timeout=60)
+            for cid in conversation_ids
+        )
+    )
+    await asyncio.sleep(0.5)  # as a page is open a moment before anyone types
+    on_start()
+    try:
+
+        async def one(index: int, ws) -> StreamResult:
+            prompt = f"{tag} stream {index}"
+            try:
+                return await asyncio.wait_for(app_stream(ws, prompt), STREAM_TIMEOUT_S)
+            except TimeoutError:
+                return StreamResult(prompt, status="timeout")
+
+        return await asyncio.gather(*(one(i, ws) for i, ws in enumerate(sockets)))
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+
+
+# --- measuring the app's CPU ------------------------------------------------------------------
+def cpu_seconds(processes_by_name: dict) -> dict[str, tuple[float, float]]:
+    """(user, system) CPU seconds of each process so far."""
+    return {name: tuple(proc.cpu_times()[:2]) for name, proc in processes_by_name.items()}
+
+
+def redis_process():
+    """redis-server's process, if it runs on this machine and we may read it."""
+    import psutil
+    import redis
+
+    try:
+        return psutil.Process(redis.Redis.from_url(REDIS_URL).info("server")["process_id"])
+    except (psutil.Error, KeyError):
+        return None
+
+
+def wait_for_workers(count: int, timeout: float = 60.0) -> None:
+    """Workers announce themselves in Redis once Celery is ready (localai_site/probes.py)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready = sum(
+            b'"cloud"' in (client.get(key) or b"") for key in client.scan_iter(match="localai:worker:*")
+        )
+        if ready >= count:
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the workers did not become ready")
+
+
+def sent_texts(port: int) -> dict[str, str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/sent", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--tokens", type=int, default=100, help="tokens per reply")
+    parser.add_argument("--rate", type=float, default=50, help="tokens per second per stream")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="cloud worker processes; the streams are shared between them"
+    )
+    parser.add_argument("--database-url", help="a PostgreSQL server URL; a fresh database is made there")
+    parser.add_argument("--dump", type=Path, help="write every delta's delay, per stream, to this JSON file")
+    parser.add_argument("--sse-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sse_child:
+        sse_child(args.sse_child, args.tokens, args.rate)
+        return
+
+    data_dir = Path(tempfile.mkdtemp(prefix="localai-bench-"))
+    with ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, data_dir, ignore_errors=True)
+        database_url = ""
+        if args.database_url:
+            database_url = cleanup.enter_context(fresh_postgres_database(args.database_url))
+        env = app_env(data_dir, REDIS_URL=REDIS_URL, DATABASE_URL=database_url)
+        os.environ.update(env)
+        result = run(args, env, data_dir)
+    report(result)
+
+
+def run(args, env: dict[str, str], data_dir: Path) -> dict:
+    import django
+
+    django.setup()
+    import psutil
+    import redis
+    from django.core.management import call_command
+    from django.db import connection
+
+    from accounts.models import User
+    from chat.models import CloudModel, CloudProvider, CloudProviderKind
+    from chat.services import cloud_provider_save, conversation_create
+
+    call_command("migrate", verbosity=0)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+    sse_port, web_port = free_port(), free_port()
+    provider = cloud_provider_save(
+        provider=CloudProvider(
+            slug="bench", name="Paced loopback", kind=CloudProviderKind.CUSTOM,
+            base_url=f"http://127.0.0.1:{sse_port}/v1",
+        ),
+        api_key="sk-bench-0123456789",
+    )  # fmt: skip
+    model = CloudModel.objects.create(provider=provider, name=MODEL_NAME, enabled=True, context_length=4096)
+    # Their default model already, so no send also saves the user row.
+    user = User.objects.create_user("streams@example.com", "bench-password-1", default_model=model.model_id)
+    cookie = session_cookie(user)
+    warm_up = [str(conversation_create(owner=user, model_id=model.model_id).pk) for _ in range(4)]
+    measured = [str(conversation_create(owner=user, model_id=model.model_id).pk) for _ in range(args.streams)]
+
+    localai = str(VENV_BIN / "localai")
+    sse_argv = [sys.executable, __file__, "--sse-child", str(sse_port), "--tokens", str(args.tokens)]
+    sse_argv += ["--rate", str(args.rate)]
+    # One thread per stream: a cloud reply holds its thread while it streams.
+    threads = -(-args.streams // args.workers)
+    worker_argv = [localai, "worker", "--queues", "cloud", "--concurrency", str(threads), "-l", "warning"]
+    with processes(
+        (sse_argv, env, data_dir / "sse.log"),
+        ([localai, "serve", "--port", str(web_port), "--no-migrate"], env, data_dir / "web.log"),
+        *(
+            ([*worker_argv, "-n", f"bench{i}@%h"], env, data_dir / f"worker{i}.log")
+            for i in range(args.workers)
+        ),
+    ) as (_sse, web, *workers):
+        wait_for_http(f"http://127.0.0.1:{sse_port}/bench/sent")
+        wait_for_http(f"http://127.0.0.1:{web_port}/healthz")
+        wait_for_workers(args.workers)
+        log("endpoint, web and worker are up")
+        connection.close()  # the bench's own connection is not needed while they run
+
+        asyncio.run(app_round(web_port, cookie, warm_up, "warm-up"))
+
+        started = time.monotonic()
+        direct = asyncio.run(direct_round(sse_port, args.streams))
+        log(f"direct: {len(direct)} streams in {time.monotonic() - started:.1f}s")
+
+        measured_processes = {"web": psutil.Process(web.pid)}
+        measured_processes.update({f"worker{i or ''}": psutil.Process(w.pid) for i, w in enumerate(workers)})
+        if (redis_server := redis_process()) is not None:
+            measured_processes["redis"] = redis_server
+        load_before = os.getloadavg()[0]
+        before: dict = {}
+
+        def start_counting() -> None:  # the sockets are open: from here on is the run
+            psutil.cpu_percent()  # starts the machine-wide count
+            before.update(cpu=cpu_seconds(measured_processes), started=time.monotonic())
+
+        app = asyncio.run(app_round(web_port, cookie, measured, "app", start_counting))
+        app_wall_s = time.monotonic() - before["started"]
+        cpu_before = before["cpu"]
+        cpu_after = cpu_seconds(measured_processes)
+        cpu_used = {name: round(sum(cpu_after[name]) - sum(cpu_before[name]), 2) for name in cpu_after}
+        cpu_system = round(sum(cpu_after[name][1] - cpu_before[name][1] for name in cpu_after), 2)
+        machine_cpu = psutil.cpu_percent()
+        log(f"app: {len(app)} streams in {app_wall_s:.1f}s")
+        sent = sent_texts(sse_port)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+    if args.dump:
+        delays = {"app": [r.delays_ms for r in app], "direct": [r.delays_ms for r in direct]}
+        args.dump.write_text(json.dumps(delays))
+    complete = sum(r.status == "done" for r in app)
+    broken = [r for r in app if r.text != sent.get(r.prompt) or r.content != sent.get(r.prompt)]
+    for r in broken[:5]:
+        log(f"{r.prompt}: status {r.status}, {len(r.text)} chars from deltas, final {len(r.content or '')}, "
+            f"sent {len(sent.get(r.prompt, ''))}, {r.gaps} gaps, {r.overlaps} overlaps")  # fmt: skip
+    direct_broken = sum(r.text != sent.get(r.prompt) for r in direct)
+    tokens = sum((r.content or "").count("@") for r in app if r.status == "done")
+    app_delays = [d for r in app for d in r.delays_ms]
+    direct_delays = [d for r in direct for d in r.delays_ms]
+    cpu_total = sum(cpu_used.values())
+    p95_added = percentile(app_delays, 0.95) if app_delays else None
+    return {
+        "bench": "concurrent_streams",
+        "database": connection.vendor,
+        "streams": args.streams,
+        "complete": complete,
+        "lost_or_doubled": len(broken),
+        "p95_added_ms": p95_added,
+        "p95_direct_ms": percentile(direct_delays, 0.95) if direct_delays else None,
+        "p50_added_ms": median(app_delays) if app_delays else None,
+        "p50_direct_ms": median(direct_delays) if direct_delays else None,
+        "max_added_ms": round(max(app_delays), 1) if app_delays else None,
+        "cpu_s_per_1k_tokens": round(cpu_total / (tokens / 1000), 3) if tokens else None,
+        "cpu_s": cpu_used,
+        "cpu_s_system": cpu_system,
+        "tokens": tokens,
+        "deltas": len(app_delays),
+        "delta_gaps": sum(r.gaps for r in app),
+        "delta_overlaps": sum(r.overlaps for r in app),
+        "first_delta_p95_ms": percentile([r.first_delta_ms for r in app if r.first_delta_ms], 0.95)
+        if complete
+        else None,
+        "app_wall_s": round(app_wall_s, 2),
+        "direct_mismatches": direct_broken,
+        "machine_cpu_percent": machine_cpu,
+        "load_before": round(load_before, 2),
+        "workers": args.workers,
+        "tokens_per_stream": args.tokens,
+        "rate": args.rate,
+        "targets_met": complete == args.streams and not broken and p95_added is not None and p95_added <= 100,
+    }
+
+
+if __name__ == "__main__":
+    main()
