@@ -55,11 +55,33 @@ class _MemoryStore:
         return bool(stop)
 
 
+# One command per batch: store the text so far, publish the delta the way the pub/sub
+# channel layer does, and read the stop flag.
+_BATCH_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return redis.call('GET', KEYS[2])
+"""
+
+
 class _RedisStore:
     def __init__(self, url: str) -> None:
         import redis
 
+        self._url = url
         self._redis = redis.Redis.from_url(url, decode_responses=True)
+        self._per_thread = threading.local()
+
+    def _batch_script(self):
+        """The calling thread's own connection: a worker streaming a hundred replies at once
+        would otherwise spend its time taking connections from a shared pool and back."""
+        script = getattr(self._per_thread, "script", None)
+        if script is None:
+            import redis
+
+            client = redis.Redis.from_url(self._url, decode_responses=True, single_connection_client=True)
+            script = self._per_thread.script = client.register_script(_BATCH_SCRIPT)
+        return script
 
     def set(self, key: str, value: object) -> None:
         self._redis.set(key, str(value), ex=_TTL_S)
@@ -72,11 +94,10 @@ class _RedisStore:
 
     def batch_send(self, message_id: int, text: str, group: str, delta: dict) -> bool:
         channel, data = redis_pubsub_message(group, delta)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.set(_live_key(message_id), text, ex=_TTL_S)
-        pipe.publish(channel, data)
-        pipe.get(_stop_key(message_id))
-        return bool(pipe.execute()[2])
+        stop = self._batch_script()(
+            keys=[_live_key(message_id), _stop_key(message_id)], args=[text, _TTL_S, channel, data]
+        )
+        return bool(stop)
 
 
 @cache
