@@ -120,3 +120,20 @@ def session_cookie(user) -> str:
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+
+
+@contextmanager
+def bench_environment(database_url: str | None, **extra: str):
+    """A throwaway data folder (and, given a PostgreSQL server URL, a throwaway database),
+    set in this process's environment; yields (data folder, environment for children)."""
+    import shutil
+    import tempfile
+    from contextlib import ExitStack
+
+    data_dir = Path(tempfile.mkdtemp(prefix="localai-bench-"))
+    with ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, data_dir, ignore_errors=True)
+        database = cleanup.enter_context(fresh_postgres_database(database_url)) if database_url else ""
+        env = app_env(data_dir, DATABASE_URL=database, **extra)
+        os.environ.update(env)
+        yield data_dir, env

@@ -41,12 +41,9 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 import urllib.request
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,9 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (  # noqa: E402
     VENV_BIN,
-    app_env,
+    bench_environment,
     free_port,
-    fresh_postgres_database,
     log,
     median,
     percentile,
@@ -322,14 +318,7 @@ def main() -> None:
         sse_child(args.sse_child, args.tokens, args.rate)
         return
 
-    data_dir = Path(tempfile.mkdtemp(prefix="localai-bench-"))
-    with ExitStack() as cleanup:
-        cleanup.callback(shutil.rmtree, data_dir, ignore_errors=True)
-        database_url = ""
-        if args.database_url:
-            database_url = cleanup.enter_context(fresh_postgres_database(args.database_url))
-        env = app_env(data_dir, REDIS_URL=REDIS_URL, DATABASE_URL=database_url)
-        os.environ.update(env)
+    with bench_environment(args.database_url, REDIS_URL=REDIS_URL) as (data_dir, env):
         result = run(args, env, data_dir)
     report(result)
 

@@ -35,18 +35,14 @@ to stdout, progress to stderr.
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import shutil
 import sys
-import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import app_env, fresh_postgres_database, log, median, report  # noqa: E402
+from bench._common import bench_environment, log, median, report  # noqa: E402
 
 WORDS = [
     "the", "a", "model", "reply", "history", "context", "token", "stream", "page", "message",
@@ -170,15 +166,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    data_dir = Path(tempfile.mkdtemp(prefix="localai-bench-"))
-    with ExitStack() as cleanup:
-        cleanup.callback(shutil.rmtree, data_dir, ignore_errors=True)
-        database_url = ""
-        if args.database_url:
-            database_url = cleanup.enter_context(fresh_postgres_database(args.database_url))
-        # Embedded mode: no Redis (an empty value counts as unset), in-process everything.
-        os.environ.update(app_env(data_dir, REDIS_URL="", DATABASE_URL=database_url))
-        result = run(args, database_url)
+    # Embedded mode: no Redis (an empty value counts as unset), in-process everything.
+    with bench_environment(args.database_url, REDIS_URL="") as (_, env):
+        result = run(args, env["DATABASE_URL"])
     report(result)
 
 
