@@ -1,0 +1,38 @@
+from localai_site.privacy import PersonalData, register
+
+from .models import Conversation, Message, Persona
+
+register(
+    PersonalData(
+        Conversation,
+        owner="owner",
+        purpose="Your chat history, for continuity.",
+        category="conversations",
+        fields=("id", "title", "model", "provider", "persona_id", "pinned", "created_at", "updated_at"),
+    ),
+    PersonalData(
+        Message,
+        owner="conversation__owner",
+        purpose="Your chat history; each message records who received it.",
+        category="messages",
+        fields=(
+            "id",
+            "conversation_id",
+            "role",
+            "content",
+            "status",
+            "model",
+            "provider",
+            "prompt_tokens",
+            "completion_tokens",
+            "created_at",
+        ),
+    ),  # fmt: skip
+    PersonalData(
+        Persona,
+        owner="owner",
+        purpose="Assistant personalities you made.",
+        category="personas",
+        fields=("name", "description", "system_prompt", "default_model", "temperature", "created_at"),
+    ),
+)
