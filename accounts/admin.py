@@ -1,26 +1,227 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
-from .models import InstanceSettings, Invitation, User
+from . import services
+from .models import DataSubjectRequest, ExportArchive, InstanceSettings, Invitation, RequestStatus, User
+
+HANDLE_PERMISSION = "accounts.handle_data_requests"
+DUE_SOON = timezone.timedelta(days=7)
+
+
+def _confirmed(modeladmin, request, queryset, *, action, title, explanation, confirm_label, dangerous=False):
+    """Data-subject actions ask first, on a page that lists what they will touch."""
+    if request.POST.get("confirmed") == "yes":
+        return None
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "explanation": explanation,
+        "queryset": queryset,
+        "action": action,
+        "confirm_label": confirm_label,
+        "dangerous": dangerous,
+        "opts": modeladmin.model._meta,
+    }
+    return TemplateResponse(request, "admin/accounts/confirm_action.html", context)
+
+
+class DataRightsActions:
+    """Export, erase, restrict and lift restriction: for admins allowed to handle requests."""
+
+    def has_handle_permission(self, request) -> bool:
+        return request.user.has_perm(HANDLE_PERMISSION)
+
+    @admin.action(description="Export their data", permissions=["handle"])
+    def export_data(self, request, queryset):
+        page = _confirmed(
+            self, request, queryset, action="export_data", title="Export these people's data?",
+            explanation="A ZIP of everything kept about each is built in the background "
+            "(Admin → Export archives).",
+            confirm_label="Yes, export",
+        )  # fmt: skip
+        if page:
+            return page
+        for user in queryset:
+            services.export_request(user=user, requested_by=request.user)
+        self.message_user(request, "Exports started.", messages.SUCCESS)
+        return None
+
+    @admin.action(description="Erase their data", permissions=["handle"])
+    def erase_data(self, request, queryset):
+        page = _confirmed(
+            self, request, queryset, action="erase_data", title="Erase these people for good?",
+            explanation="Accounts, conversations, files and sessions are erased; records the law "
+            "requires are kept without names. This cannot be undone.",
+            confirm_label="Yes, erase", dangerous=True,
+        )  # fmt: skip
+        if page:
+            return page
+        for user in list(queryset):
+            receipt = services.user_erase(user=user)
+            self.message_user(request, f"Erased: {sum(receipt.values())} records.", messages.SUCCESS)
+        return None
+
+    @admin.action(description="Restrict processing", permissions=["handle"])
+    def restrict_processing(self, request, queryset):
+        page = _confirmed(
+            self, request, queryset, action="restrict_processing", title="Restrict processing?",
+            explanation="They can still read and export their data; nothing new is processed.",
+            confirm_label="Yes, restrict",
+        )  # fmt: skip
+        if page:
+            return page
+        for user in queryset:
+            services.user_restrict(user=user, restricted=True)
+        self.message_user(request, "Processing restricted.", messages.SUCCESS)
+        return None
+
+    @admin.action(description="Lift restriction", permissions=["handle"])
+    def lift_restriction(self, request, queryset):
+        page = _confirmed(
+            self, request, queryset, action="lift_restriction", title="Lift the restriction?",
+            explanation="Their data can be processed again.", confirm_label="Yes, lift it",
+        )  # fmt: skip
+        if page:
+            return page
+        for user in queryset:
+            services.user_restrict(user=user, restricted=False)
+        self.message_user(request, "Restriction lifted.", messages.SUCCESS)
+        return None
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(DataRightsActions, BaseUserAdmin):
     ordering = ["email"]
-    list_display = ["email", "display_name", "is_staff", "is_active", "date_joined", "last_login"]
+    list_display = ["email", "display_name", "is_staff", "is_active", "processing_restricted", "date_joined"]
+    list_filter = ["is_staff", "is_active", "processing_restricted"]
     search_fields = ["email", "display_name"]
+    actions = ["export_data", "erase_data", "restrict_processing", "lift_restriction"]
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Profile", {"fields": ("display_name", "avatar")}),
+        ("Profile", {"fields": ("display_name", "avatar", "local_only", "processing_restricted")}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        # Deleting rows would skip erasure (files, sessions, logs, pseudonymised records).
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DataSubjectRequest)
+class DataSubjectRequestAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "kind", "regime", "received_at", "deadline_shown", "status", "handled_by"]
+    list_filter = ["status", "kind", "regime"]
+    search_fields = ["subject_email", "subject_reference"]
+    raw_id_fields = ["subject"]
+    readonly_fields = ["due_at", "subject_reference", "handled_by", "outcome", "completed_at"]
+    fields = [
+        "kind", "regime", "subject", "subject_email", "subject_reference", "received_at", "due_at",
+        "extended_until", "extension_reason", "verification", "status", "handled_by", "outcome",
+        "completed_at",
+    ]  # fmt: skip
+    actions = ["carry_out"]
+
+    def has_module_permission(self, request):
+        return request.user.has_perm(HANDLE_PERMISSION)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm(HANDLE_PERMISSION)
+
+    def has_add_permission(self, request):
+        return request.user.has_perm(HANDLE_PERMISSION)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm(HANDLE_PERMISSION)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the record of how a request was answered is kept
+
+    def has_handle_permission(self, request):
+        return request.user.has_perm(HANDLE_PERMISSION)
+
+    @admin.display(description="Due", ordering="due_at")
+    def deadline_shown(self, obj: DataSubjectRequest):
+        text = obj.deadline.strftime("%Y-%m-%d")
+        if obj.status in (RequestStatus.COMPLETED, RequestStatus.REFUSED):
+            return text
+        left = obj.deadline - timezone.now()
+        if left.total_seconds() < 0:
+            return format_html('<strong style="color:#c62f2f">{} · overdue</strong>', text)
+        if left < DUE_SOON:
+            return format_html('<strong style="color:#b26a00">{} · {} days left</strong>', text, left.days)
+        return text
+
+    def save_model(self, request, obj, form, change):
+        services.data_request_save(request=obj)
+
+    @admin.action(description="Carry out (export, erase or restrict)", permissions=["handle"])
+    def carry_out(self, request, queryset):
+        page = _confirmed(
+            self, request, queryset, action="carry_out", title="Carry out these requests?",
+            explanation="Access and portability requests start an export; erasure requests erase the "
+            "account for good; restriction requests restrict processing.",
+            confirm_label="Yes, carry them out", dangerous=True,
+        )  # fmt: skip
+        if page:
+            return page
+        for data_request in queryset.select_related("subject"):
+            try:
+                services.data_request_carry_out(request=data_request, actor=request.user)
+            except ValueError as exc:
+                self.message_user(request, f"{data_request}: {exc}", messages.WARNING)
+            else:
+                self.message_user(request, f"{data_request}: done.", messages.SUCCESS)
+        return None
+
+
+@admin.register(ExportArchive)
+class ExportArchiveAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "user", "status", "progress", "created_at", "expires_at", "download"]
+    readonly_fields = [
+        "user",
+        "requested_by",
+        "status",
+        "progress",
+        "size_bytes",
+        "created_at",
+        "expires_at",
+        "error",
+    ]
+    fields = readonly_fields
+
+    def has_module_permission(self, request):
+        return request.user.has_perm(HANDLE_PERMISSION)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm(HANDLE_PERMISSION)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Download")
+    def download(self, obj: ExportArchive):
+        if not obj.is_downloadable:
+            return "–"
+        return format_html('<a href="{}">ZIP</a>', reverse("accounts:export_admin_download", args=[obj.pk]))
+
 
 @admin.register(InstanceSettings)
 class InstanceSettingsAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "signup_mode", "updated_at"]
+    list_display = ["__str__", "signup_mode", "cloud_enabled", "updated_at"]
 
     def has_add_permission(self, request):
         return not InstanceSettings.objects.exists()

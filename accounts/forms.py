@@ -3,6 +3,7 @@ from django import forms
 from .models import User
 
 MAX_AVATAR_BYTES = 2 * 1024 * 1024
+DELETE_WORD = "DELETE"
 
 
 class ProfileForm(forms.ModelForm):
@@ -20,3 +21,23 @@ class ProfileForm(forms.ModelForm):
         if avatar and getattr(avatar, "size", 0) > MAX_AVATAR_BYTES:
             raise forms.ValidationError("The picture is larger than 2 MB; please choose a smaller one.")
         return avatar
+
+
+class AccountDeleteForm(forms.Form):
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    confirmation = forms.CharField(label=f"Type {DELETE_WORD} to confirm")
+
+    def __init__(self, *args, user: User, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your password.")
+        return password
+
+    def clean_confirmation(self):
+        if self.cleaned_data["confirmation"].strip() != DELETE_WORD:
+            raise forms.ValidationError(f"Type {DELETE_WORD} in capitals to confirm.")
+        return DELETE_WORD

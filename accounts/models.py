@@ -52,6 +52,10 @@ class User(AbstractUser):
     default_persona = models.ForeignKey(
         "chat.Persona", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    processing_restricted = models.BooleanField(
+        default=False,
+        help_text="Restriction of processing: the person can read and export, nothing new is processed.",
+    )
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -123,3 +127,112 @@ class Invitation(models.Model):
     @property
     def is_open(self) -> bool:
         return self.accepted_at is None
+
+
+def _download_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class ExportStatus(models.TextChoices):
+    QUEUED = "queued", "Waiting"
+    BUILDING = "building", "Being built"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class ExportArchive(models.Model):
+    """A ZIP of everything kept about a person, downloadable by them until it expires."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="exports")
+    requested_by = models.ForeignKey(
+        "accounts.User",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="An admin answering a request; empty when the person asked themselves.",
+    )
+    status = models.CharField(max_length=10, choices=ExportStatus.choices, default=ExportStatus.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    file = models.FileField(upload_to="exports/", blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    token = models.CharField(max_length=64, unique=True, default=_download_token, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Export {self.pk} of {self.user_id}"
+
+    @property
+    def is_downloadable(self) -> bool:
+        return self.status == ExportStatus.READY and self.expires_at > timezone.now()
+
+
+class RequestKind(models.TextChoices):
+    ACCESS = "access", "Access (GDPR art. 15)"
+    PORTABILITY = "portability", "Portability (GDPR art. 20)"
+    ERASURE = "erasure", "Erasure (GDPR art. 17)"
+    RECTIFICATION = "rectification", "Rectification (GDPR art. 16)"
+    RESTRICTION = "restriction", "Restriction of processing (GDPR art. 18)"
+    OBJECTION = "objection", "Objection (GDPR art. 21)"
+    CONSENT_WITHDRAWAL = "consent_withdrawal", "Consent withdrawal (GDPR art. 7)"
+    CCPA_KNOW = "ccpa_know", "Right to know (CCPA)"
+    CCPA_DELETE = "ccpa_delete", "Right to delete (CCPA)"
+    CCPA_OPT_OUT = "ccpa_opt_out", "Right to opt out (CCPA)"
+
+
+class Regime(models.TextChoices):
+    GDPR = "gdpr", "GDPR"
+    CCPA = "ccpa", "CCPA"
+
+
+class RequestStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    VERIFYING = "verifying", "Verifying identity"
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    REFUSED = "refused", "Refused"
+
+
+class DataSubjectRequest(models.Model):
+    """A request about a person's data, and how it was answered.
+
+    The record outlives an erasure it answers: the link to the person and their address
+    give way to a pseudonymous reference, and the outcome holds counts, never content.
+    """
+
+    kind = models.CharField(max_length=20, choices=RequestKind.choices)
+    regime = models.CharField(max_length=4, choices=Regime.choices, default=Regime.GDPR)
+    subject = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="data_requests"
+    )
+    subject_email = models.EmailField(blank=True, help_text="As given in the request.")
+    subject_reference = models.CharField(max_length=64, blank=True, editable=False)
+    received_at = models.DateTimeField(default=timezone.now)
+    due_at = models.DateTimeField(editable=False)
+    extended_until = models.DateTimeField(null=True, blank=True)
+    extension_reason = models.CharField(max_length=300, blank=True)
+    verification = models.CharField(
+        max_length=300, blank=True, help_text="How the requester's identity was verified."
+    )
+    status = models.CharField(max_length=12, choices=RequestStatus.choices, default=RequestStatus.RECEIVED)
+    handled_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    outcome = models.JSONField(default=dict, blank=True, help_text="Counts per category; never content.")
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["due_at"]
+        permissions = [("handle_data_requests", "Can export, erase and restrict people's data")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} · {self.subject_email or self.subject_reference}"
+
+    @property
+    def deadline(self):
+        return self.extended_until or self.due_at

@@ -2,9 +2,9 @@ from allauth.account.models import EmailAddress, EmailConfirmation
 from allauth.socialaccount.models import SocialAccount, SocialToken
 from django.contrib.admin.models import LogEntry
 
-from localai_site.privacy import Erase, PersonalData, register
+from localai_site.privacy import Erase, PersonalData, pseudonym, register
 
-from .models import Invitation, User
+from .models import DataSubjectRequest, ExportArchive, Invitation, User
 
 register(
     PersonalData(
@@ -12,7 +12,15 @@ register(
         owner="",
         purpose="Your account: signing in and showing your name.",
         category="profile",
-        fields=("email", "display_name", "date_joined", "last_login", "local_only", "default_model"),
+        fields=(
+            "email",
+            "display_name",
+            "date_joined",
+            "last_login",
+            "local_only",
+            "default_model",
+            "processing_restricted",
+        ),  # fmt: skip
         files=("avatar",),
     ),
     PersonalData(
@@ -55,5 +63,35 @@ register(
         purpose="What you changed in the admin.",
         category="admin_actions",
         fields=("action_time", "object_repr", "change_message"),
+    ),
+    PersonalData(
+        ExportArchive,
+        owner="user",
+        purpose="Copies of your data you asked for; deleted after 7 days.",
+        category=None,
+        files=("file",),
+    ),
+    PersonalData(
+        ExportArchive,
+        owner="requested_by",
+        purpose="Exports you made as an admin; they belong to the people exported.",
+        category=None,
+        erase=Erase.UNLINK,
+    ),
+    PersonalData(
+        DataSubjectRequest,
+        owner="subject",
+        purpose="Requests about your data and how they were answered; kept as proof, without your name.",
+        category="data_requests",
+        fields=("kind", "regime", "received_at", "status", "completed_at"),
+        erase=Erase.PSEUDONYMISE,
+        pseudonymise={"subject": None, "subject_email": "", "subject_reference": pseudonym},
+    ),
+    PersonalData(
+        DataSubjectRequest,
+        owner="handled_by",
+        purpose="Requests you handled as an admin.",
+        category=None,
+        erase=Erase.UNLINK,
     ),
 )

@@ -4,22 +4,35 @@ import json
 import shutil
 import zipfile
 from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import SESSION_KEY
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Count, Max, Min
 from django.db.models.fields.files import FieldFile
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from localai_site.privacy import Erase, PersonalData, registry
+from localai_site.privacy import Erase, PersonalData, pseudonym, registry
+from localai_site.tasks import task_enqueue
 
-from .models import Invitation, User
+from .models import (
+    DataSubjectRequest,
+    ExportArchive,
+    ExportStatus,
+    Invitation,
+    Regime,
+    RequestKind,
+    RequestStatus,
+    User,
+)
+from .selectors import recipients_of
 
 
 @transaction.atomic
@@ -60,16 +73,19 @@ def _files_of(entry: PersonalData, rows) -> list[FieldFile]:
     return found
 
 
-def user_export(*, user: User, destination: Path) -> dict[str, int]:
+def user_export(
+    *, user: User, destination: Path, progress: Callable[[int], None] | None = None
+) -> dict[str, int]:
     """Everything the instance keeps about ``user``, as a ZIP at ``destination``: one JSON
     file per category, the original files, a manifest and a readable index.html.
-    Returns the number of records per category."""
+    Returns the number of records per category; ``progress`` hears the percentage done."""
     counts: dict[str, int] = {}
     categories = []
+    exported = [entry for entry in registry() if entry.category is not None]
     with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for entry in registry():
-            if entry.category is None:
-                continue
+        for done, entry in enumerate(exported):
+            if progress:
+                progress(round(100 * done / (len(exported) + 1)))
             rows = entry.rows_of(user)
             counts[entry.category] = rows.count()
             with archive.open(f"{entry.category}.json", "w") as handle:
@@ -86,33 +102,12 @@ def user_export(*, user: User, destination: Path) -> dict[str, int]:
             "generated_at": timezone.now().isoformat(),
             "subject": user.email,
             "categories": [{**c, "records": counts[c["name"]]} for c in categories],
-            "recipients": _recipients_of(user),
+            "recipients": recipients_of(user=user),
             "sources": ["you, through this instance", "this instance, while it ran the models you chose"],
         }
         archive.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
         archive.writestr("index.html", render_to_string("accounts/export_index.html", {"manifest": manifest}))
     return counts
-
-
-def _recipients_of(user: User) -> list[dict]:
-    """Who received this person's words: this instance, and each cloud provider, with when."""
-    from chat.models import Message, Provider
-
-    received = (
-        Message.objects.filter(conversation__owner=user)
-        .values("provider")
-        .annotate(messages=Count("id"), first=Min("created_at"), last=Max("created_at"))
-        .order_by("provider")
-    )
-    return [
-        {
-            "recipient": "this instance" if row["provider"] == Provider.LOCAL else row["provider"],
-            "messages": row["messages"],
-            "first": row["first"].isoformat(),
-            "last": row["last"].isoformat(),
-        }
-        for row in received
-    ]
 
 
 def _sessions_end(user: User) -> int:
@@ -138,7 +133,7 @@ def user_erase(*, user: User) -> dict[str, int]:
         elif entry.erase == Erase.UNLINK:
             counts[f"{entry.label} (unlinked)"] += rows.update(**{entry.owner: None})
         else:
-            counts[f"{entry.label} (pseudonymised)"] += rows.update(**entry.pseudonymise)
+            counts[f"{entry.label} (pseudonymised)"] += rows.update(**entry.pseudonyms_for(user))
     counts["sessions"] = _sessions_end(user)
     # Admin history about this account keeps its shape but no longer says who it was.
     counts["admin.LogEntry (scrubbed)"] = LogEntry.objects.filter(
@@ -150,3 +145,122 @@ def user_erase(*, user: User) -> dict[str, int]:
     paths = [(stored.storage, stored.name) for stored in files]
     transaction.on_commit(lambda: [storage.delete(name) for storage, name in paths])
     return {label: count for label, count in counts.items() if count}
+
+
+EXPORT_KEPT_FOR = timedelta(days=7)
+
+
+def export_request(*, user: User, requested_by: User | None = None) -> ExportArchive:
+    """Start building an export in the background; it can be downloaded for 7 days."""
+    archive = ExportArchive.objects.create(
+        user=user, requested_by=requested_by, expires_at=timezone.now() + EXPORT_KEPT_FOR
+    )
+
+    def start() -> None:
+        from .tasks import build_export
+
+        task_enqueue(build_export, archive.pk, queue="default")
+
+    transaction.on_commit(start)
+    return archive
+
+
+def export_build(*, archive_id: int) -> None:
+    archive = ExportArchive.objects.select_related("user").get(pk=archive_id)
+    ExportArchive.objects.filter(pk=archive.pk).update(status=ExportStatus.BUILDING)
+    target = Path(settings.MEDIA_ROOT) / "exports" / f"{archive.token}.zip"
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def progress(percent: int) -> None:
+        ExportArchive.objects.filter(pk=archive.pk).update(progress=percent)
+
+    try:
+        user_export(user=archive.user, destination=target, progress=progress)
+    except Exception as exc:
+        target.unlink(missing_ok=True)
+        ExportArchive.objects.filter(pk=archive.pk).update(status=ExportStatus.FAILED, error=str(exc)[:300])
+        raise
+    ExportArchive.objects.filter(pk=archive.pk).update(
+        status=ExportStatus.READY,
+        progress=100,
+        file=f"exports/{archive.token}.zip",
+        size_bytes=target.stat().st_size,
+    )
+
+
+def exports_purge() -> int:
+    """Delete archives past their 7 days, files first."""
+    expired = list(ExportArchive.objects.filter(expires_at__lte=timezone.now()))
+    for archive in expired:
+        if archive.file:
+            archive.file.delete(save=False)
+    ExportArchive.objects.filter(pk__in=[a.pk for a in expired]).delete()
+    return len(expired)
+
+
+def user_restrict(*, user: User, restricted: bool) -> User:
+    user.processing_restricted = restricted
+    user.save(update_fields=["processing_restricted"])
+    return user
+
+
+def data_request_save(*, request: DataSubjectRequest) -> DataSubjectRequest:
+    """Fill in the deadline the law sets and the pseudonymous reference, then save."""
+    if request.subject_id and not request.subject_reference:
+        request.subject_reference = pseudonym(request.subject)
+    if request.subject_id and not request.subject_email:
+        request.subject_email = request.subject.email
+    received = request.received_at
+    if request.regime == Regime.CCPA:
+        request.due_at = received + timedelta(days=45)
+    else:
+        # One month: the same day of the next month, or its last day if that is shorter.
+        year, month = (received.year + 1, 1) if received.month == 12 else (received.year, received.month + 1)
+        request.due_at = received.replace(
+            year=year, month=month, day=min(received.day, _days_in(year, month))
+        )
+    request.save()
+    return request
+
+
+def _days_in(year: int, month: int) -> int:
+    import calendar
+
+    return calendar.monthrange(year, month)[1]
+
+
+AUTOMATIC_KINDS = {
+    RequestKind.ACCESS: "export",
+    RequestKind.PORTABILITY: "export",
+    RequestKind.CCPA_KNOW: "export",
+    RequestKind.ERASURE: "erase",
+    RequestKind.CCPA_DELETE: "erase",
+    RequestKind.RESTRICTION: "restrict",
+}
+
+
+def data_request_carry_out(*, request: DataSubjectRequest, actor: User) -> DataSubjectRequest:
+    """Do what the request asks, record who did it and the outcome (counts, never content)."""
+    action = AUTOMATIC_KINDS.get(request.kind)
+    if action is None:
+        raise ValueError(
+            f"A {request.get_kind_display()} request is handled by hand; then mark it completed."
+        )
+    if request.subject is None:
+        raise ValueError("Link the request to an account first (after verifying the requester).")
+    user = request.subject
+    if action == "export":
+        archive = export_request(user=user, requested_by=actor)
+        outcome = {"export_archive": archive.pk}
+    elif action == "erase":
+        outcome = {"erased": user_erase(user=user)}
+        request.refresh_from_db()  # erasure pseudonymised this very record
+    else:
+        user_restrict(user=user, restricted=True)
+        outcome = {"restricted": True}
+    request.outcome = outcome
+    request.handled_by = actor
+    request.status = RequestStatus.COMPLETED
+    request.completed_at = timezone.now()
+    request.save(update_fields=["outcome", "handled_by", "status", "completed_at"])
+    return request

@@ -7,4 +7,13 @@ app_name = "accounts"
 urlpatterns = [
     path("profile/", views.profile, name="profile"),
     path("profile/avatar/", views.avatar, name="avatar"),
+    path("privacy/", views.privacy, name="privacy"),
+    path("privacy/export/", views.export_start, name="export_start"),
+    path("privacy/exports/<int:export_id>/status/", views.export_status, name="export_status"),
+    path("privacy/exports/<str:token>/download/", views.export_download, name="export_download"),
+    path("privacy/history/clear/", views.history_clear, name="history_clear"),
+    path("privacy/delete-account/", views.account_delete, name="account_delete"),
+    path(
+        "admin-exports/<int:export_id>/download/", views.export_admin_download, name="export_admin_download"
+    ),
 ]

@@ -113,7 +113,13 @@ def _check_privacy_line(conversation: Conversation, choice: ModelChoice) -> None
 
 def _lock_idle(conversation: Conversation) -> Conversation:
     """Lock the conversation row: two tabs acting at once must not start two replies."""
-    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    locked = Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
+    if locked.owner.processing_restricted:
+        raise ChatError(
+            "restricted",
+            "Processing of your data is restricted: you can read and export it, "
+            "but nothing new is processed.",
+        )
     if locked.messages.filter(status__in=ACTIVE_STATUSES).exists():
         raise ChatError("busy", "A reply is still being written. Wait for it or press Stop.")
     return locked
@@ -401,3 +407,14 @@ def secrets_rotate() -> int:
         provider.api_key_encrypted = secret_rotate(provider.api_key_encrypted)
     CloudProvider.objects.bulk_update(providers, ["api_key_encrypted"])
     return len(providers)
+
+
+def conversations_clear(*, user: User, local: bool) -> int:
+    """Delete all of a person's conversations with local models (or with cloud ones)."""
+    conversations = Conversation.objects.filter(owner=user)
+    conversations = conversations.filter(provider=Provider.LOCAL) if local else conversations.exclude(
+        provider=Provider.LOCAL
+    )
+    for conversation in conversations.filter(messages__status__in=ACTIVE_STATUSES).distinct():
+        reply_stop(conversation=conversation)
+    return conversations.delete()[1].get(Conversation._meta.label, 0)

@@ -9,7 +9,7 @@ linked to a user is missing here.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -32,11 +32,15 @@ class PersonalData:
     fields: tuple[str, ...] = ()
     erase: Erase = Erase.DELETE
     files: tuple[str, ...] = ()  # file fields: exported as files, deleted on erasure
-    pseudonymise: Mapping[str, object] = field(default_factory=dict)
+    # For PSEUDONYMISE: the values that replace identifying ones; a callable gets the user.
+    pseudonymise: Mapping[str, object | Callable] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return self.model._meta.label
+
+    def pseudonyms_for(self, user) -> dict[str, object]:
+        return {name: value(user) if callable(value) else value for name, value in self.pseudonymise.items()}
 
     def rows_of(self, user) -> models.QuerySet:
         return self.model._default_manager.filter(**{self.owner or "pk": user.pk})
@@ -53,3 +57,15 @@ def register(*entries: PersonalData) -> None:
 def registry() -> tuple[PersonalData, ...]:
     autodiscover_modules("privacy")
     return tuple(_entries)
+
+
+def pseudonym(user) -> str:
+    """A stable reference to a person that does not say who they are."""
+    import hashlib
+    import hmac
+
+    from django.conf import settings
+
+    return hmac.new(settings.SECRET_KEY.encode(), f"subject:{user.pk}".encode(), hashlib.sha256).hexdigest()[
+        :16
+    ]
