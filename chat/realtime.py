@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 from typing import Any
 
@@ -115,6 +116,15 @@ def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 publisher = GroupPublisher()
+
+
+def _forget_loop_after_fork() -> None:
+    # The parent's event loop thread does not exist in a forked child.
+    publisher._target = None
+    publisher._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_loop_after_fork)
 
 
 class BindPublisherLoop:

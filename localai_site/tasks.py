@@ -8,6 +8,7 @@ thread (one llama.cpp model at a time), everything else on a small pool.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -20,6 +21,17 @@ logger = logging.getLogger(__name__)
 _POOL_SIZES = {"local": 1, "cloud": 8, "default": 2}
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
+
+
+def _forget_pools_after_fork() -> None:
+    # A forked child (a test server, a pre-forking web server) has none of the parent's
+    # pool threads: it must start its own pools, not queue work nobody will run.
+    global _pools_lock
+    _pools_lock = threading.Lock()
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def _pool(queue: str) -> ThreadPoolExecutor:
