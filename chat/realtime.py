@@ -31,6 +31,11 @@ class GroupPublisher:
         self._target: tuple[asyncio.AbstractEventLoop, asyncio.Queue] | None = None
         self._lock = threading.Lock()
 
+    def forget_loop(self) -> None:
+        """In a forked child: the parent's event-loop thread does not exist there."""
+        self._target = None
+        self._lock = threading.Lock()
+
     def bind_event_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Send from ``loop`` from now on. Must be called from inside that loop."""
         target = self._target
@@ -118,13 +123,7 @@ def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
 publisher = GroupPublisher()
 
 
-def _forget_loop_after_fork() -> None:
-    # The parent's event loop thread does not exist in a forked child.
-    publisher._target = None
-    publisher._lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_loop_after_fork)
+os.register_at_fork(after_in_child=publisher.forget_loop)
 
 
 class BindPublisherLoop:
