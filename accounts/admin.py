@@ -1,12 +1,23 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import Count, OuterRef, Subquery
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from . import services
-from .models import DataSubjectRequest, ExportArchive, InstanceSettings, Invitation, RequestStatus, User
+from .models import (
+    Consent,
+    CrashReport,
+    DataSubjectRequest,
+    ExportArchive,
+    InstanceSettings,
+    Invitation,
+    PolicyVersion,
+    RequestStatus,
+    User,
+)
 
 HANDLE_PERMISSION = "accounts.handle_data_requests"
 DUE_SOON = timezone.timedelta(days=7)
@@ -93,8 +104,22 @@ class DataRightsActions:
         return None
 
 
+class ConsentInline(admin.TabularInline):
+    """Consent records are evidence: shown, never edited."""
+
+    model = Consent
+    fields = ["purpose", "given", "version", "source", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(User)
 class UserAdmin(DataRightsActions, BaseUserAdmin):
+    inlines = [ConsentInline]
     ordering = ["email"]
     list_display = ["email", "display_name", "is_staff", "is_active", "processing_restricted", "date_joined"]
     list_filter = ["is_staff", "is_active", "processing_restricted"]
@@ -103,10 +128,12 @@ class UserAdmin(DataRightsActions, BaseUserAdmin):
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Profile", {"fields": ("display_name", "avatar", "local_only", "processing_restricted")}),
+        ("Privacy choices", {"fields": ("analytics_enabled", "policy_version_reviewed")}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+    readonly_fields = ["analytics_enabled", "policy_version_reviewed"]
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -221,7 +248,7 @@ class ExportArchiveAdmin(admin.ModelAdmin):
 
 @admin.register(InstanceSettings)
 class InstanceSettingsAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "signup_mode", "cloud_enabled", "updated_at"]
+    list_display = ["__str__", "signup_mode", "cloud_enabled", "minimum_age", "updated_at"]
 
     def has_add_permission(self, request):
         return not InstanceSettings.objects.exists()
@@ -246,3 +273,63 @@ class InvitationAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(admin.ModelAdmin):
+    """Publishing is adding a version; a published version is never edited or deleted."""
+
+    list_display = ["__str__", "published_at", "significant", "summary", "published_by"]
+    fields = ["body", "summary", "significant"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.fields, "version", "published_at", "published_by"] if obj else []
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        published = services.policy_publish(
+            body=obj.body, summary=obj.summary, significant=obj.significant, published_by=request.user
+        )
+        obj.pk, obj.version = published.pk, published.version
+        services.policy_reviewed(user=request.user)  # its author has read it
+
+
+@admin.register(CrashReport)
+class CrashReportAdmin(admin.ModelAdmin):
+    """Errors kept on this instance (scrubbed), deleted after the retention period."""
+
+    list_display = ["created_at", "exception_type", "short_message", "source", "request_path", "occurrences"]
+    list_filter = ["source", "exception_type", "release"]
+    search_fields = ["message", "exception_type", "request_path", "fingerprint"]
+    date_hierarchy = "created_at"
+    readonly_fields = [field.name for field in CrashReport._meta.fields]
+
+    def get_queryset(self, request):
+        same = CrashReport.objects.filter(fingerprint=OuterRef("fingerprint")).values("fingerprint")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(same_count=Subquery(same.annotate(n=Count("pk")).values("n")[:1]))
+        )
+
+    @admin.display(description="Message")
+    def short_message(self, obj: CrashReport) -> str:
+        return obj.message[:100]
+
+    @admin.display(description="Seen", ordering="same_count")
+    def occurrences(self, obj: CrashReport) -> str:
+        url = reverse("admin:accounts_crashreport_changelist") + f"?fingerprint={obj.fingerprint}"
+        return format_html('<a href="{}">{}×</a>', url, obj.same_count)
+
+    def lookup_allowed(self, lookup, value, request=None):
+        return lookup == "fingerprint" or super().lookup_allowed(lookup, value, request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,6 +1,8 @@
+from allauth.core import context
 from django import forms
 
 from .models import User
+from .selectors import instance_settings_get
 
 MAX_AVATAR_BYTES = 2 * 1024 * 1024
 DELETE_WORD = "DELETE"
@@ -41,3 +43,30 @@ class AccountDeleteForm(forms.Form):
         if self.cleaned_data["confirmation"].strip() != DELETE_WORD:
             raise forms.ValidationError(f"Type {DELETE_WORD} in capitals to confirm.")
         return DELETE_WORD
+
+
+class SignupConsentForm(forms.Form):
+    """Added to allauth's signup form: the age confirmation and the analytics choice."""
+
+    minimum_age = forms.BooleanField(required=True)
+    analytics = forms.BooleanField(
+        required=False,
+        label="Help the admins improve this instance with usage analytics",
+        help_text="Which features and models you use, never what you write. You can change this any time.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        age = instance_settings_get().minimum_age
+        self.fields["minimum_age"].label = f"I am at least {age} years old"
+        self.fields["minimum_age"].error_messages["required"] = (
+            f"You must be at least {age} to use this instance; please confirm your age."
+        )
+        if getattr(context.request, "gpc", False):
+            del self.fields["analytics"]  # the browser already said no
+
+    def signup(self, request, user) -> None:
+        from .services import signup_consents_record
+
+        analytics = self.cleaned_data.get("analytics", False) and not getattr(request, "gpc", False)
+        signup_consents_record(user=user, analytics=analytics)

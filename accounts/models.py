@@ -56,6 +56,10 @@ class User(AbstractUser):
         default=False,
         help_text="Restriction of processing: the person can read and export, nothing new is processed.",
     )
+    # The current state of the person's consent records, kept here so that recording an
+    # event does not read the whole history (accounts.consent keeps both in step).
+    analytics_enabled = models.BooleanField(default=False, editable=False)
+    policy_version_reviewed = models.PositiveIntegerField(default=0, editable=False)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -85,6 +89,11 @@ class InstanceSettings(models.Model):
     signup_mode = models.CharField(max_length=10, choices=SignupMode.choices, default=SignupMode.OPEN)
     cloud_enabled = models.BooleanField(
         default=True, help_text="Let people use cloud providers. Off: every reply is made on this instance."
+    )
+    minimum_age = models.PositiveSmallIntegerField(
+        choices=[(13, "13 years"), (16, "16 years")],
+        default=16,
+        help_text="People confirm at signup that they are at least this old.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -236,3 +245,157 @@ class DataSubjectRequest(models.Model):
     @property
     def deadline(self):
         return self.extended_until or self.due_at
+
+
+class ConsentPurpose(models.TextChoices):
+    ANALYTICS = "analytics", "Usage analytics"
+    PRIVACY_POLICY = "privacy_policy", "Privacy policy read"
+    MINIMUM_AGE = "minimum_age", "Minimum age confirmed"
+
+
+class ConsentSource(models.TextChoices):
+    SIGNUP = "signup", "At signup"
+    SETTINGS = "settings", "In privacy settings"
+    POLICY_REVIEW = "policy_review", "When reviewing a new policy"
+    GPC = "gpc", "Global Privacy Control signal from the browser"
+    DATA_REQUEST = "data_request", "By an admin answering a request"
+
+
+class Consent(models.Model):
+    """One decision about one purpose: records are added, never changed.
+
+    ``version`` is the privacy policy version in force (``policy-3``, or ``default``),
+    or for the age confirmation the age confirmed.
+    """
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="consents")
+    purpose = models.CharField(max_length=20, choices=ConsentPurpose.choices)
+    version = models.CharField(max_length=32)
+    given = models.BooleanField()
+    source = models.CharField(max_length=20, choices=ConsentSource.choices)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        verb = "given" if self.given else "withdrawn"
+        return f"{self.get_purpose_display()} {verb} ({self.version})"
+
+
+class PolicyVersion(models.Model):
+    """A published version of this instance's privacy policy. Published versions never change."""
+
+    version = models.PositiveIntegerField(unique=True, editable=False)
+    body = models.TextField(help_text="Markdown.")
+    summary = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="What changed, in a sentence people see when asked to review it.",
+    )
+    significant = models.BooleanField(
+        default=False, help_text="Ask everyone to review this version on their next visit."
+    )
+    published_at = models.DateTimeField(default=timezone.now, editable=False)
+    published_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["-version"]
+
+    def __str__(self) -> str:
+        return f"Privacy policy v{self.version}"
+
+    @property
+    def label(self) -> str:
+        return f"policy-{self.version}"
+
+
+class UsageEventName(models.TextChoices):
+    SIGNED_IN = "signed_in", "Signed in"
+    CONVERSATION_CREATED = "conversation_created", "Conversation started"
+    MESSAGE_SENT = "message_sent", "Message sent"
+    REPLY_FINISHED = "reply_finished", "Reply finished"
+    EXPORT_REQUESTED = "export_requested", "Data download requested"
+    MODEL_DOWNLOADED = "model_downloaded", "Model downloaded"
+
+
+class UsageEvent(models.Model):
+    """A feature used by someone who agreed to analytics. Never any content.
+
+    Raw events live until the day is over: the daily roll-up counts them and deletes them.
+    """
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="usage_events")
+    name = models.CharField(max_length=30, choices=UsageEventName.choices)
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=60, blank=True)  # "local" or the cloud provider's slug
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_name_display()} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class UsageDaily(models.Model):
+    """Counts of one day's events; nobody can be told apart in them."""
+
+    day = models.DateField()
+    name = models.CharField(max_length=30, choices=UsageEventName.choices)
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=60, blank=True)
+    events = models.PositiveIntegerField(default=0)
+    users = models.PositiveIntegerField(default=0)
+    duration_ms_total = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "name", "model", "provider"], name="one_usage_row_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.events} × {self.get_name_display()}"
+
+
+class ActiveUsersDaily(models.Model):
+    day = models.DateField(unique=True)
+    users = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        verbose_name_plural = "active users per day"
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.users} active"
+
+
+class CrashSource(models.TextChoices):
+    WEB = "web", "Web request"
+    TASK = "task", "Background task"
+    OTHER = "other", "Other"
+
+
+class CrashReport(models.Model):
+    """An error stored on this instance, scrubbed of message content, addresses and secrets."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    source = models.CharField(max_length=10, choices=CrashSource.choices)
+    logger = models.CharField(max_length=100)
+    exception_type = models.CharField(max_length=200)
+    message = models.TextField()
+    traceback = models.TextField()
+    fingerprint = models.CharField(max_length=40, db_index=True)
+    request_method = models.CharField(max_length=10, blank=True)
+    request_path = models.CharField(max_length=300, blank=True)
+    release = models.CharField(max_length=40)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.exception_type}: {self.message[:80]}"

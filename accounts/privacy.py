@@ -4,7 +4,7 @@ from django.contrib.admin.models import LogEntry
 
 from localai_site.privacy import Erase, PersonalData, pseudonym, register
 
-from .models import DataSubjectRequest, ExportArchive, Invitation, User
+from .models import Consent, DataSubjectRequest, ExportArchive, Invitation, PolicyVersion, UsageEvent, User
 
 register(
     PersonalData(
@@ -91,6 +91,27 @@ register(
         DataSubjectRequest,
         owner="handled_by",
         purpose="Requests you handled as an admin.",
+        category=None,
+        erase=Erase.UNLINK,
+    ),
+    PersonalData(
+        Consent,
+        owner="user",
+        purpose="Proof of what you agreed to or withdrew, and when.",
+        category="consents",
+        fields=("purpose", "given", "version", "source", "created_at"),
+    ),
+    PersonalData(
+        UsageEvent,
+        owner="user",
+        purpose="Usage analytics you agreed to; counted into daily totals after a day, then deleted.",
+        category="analytics_events",
+        fields=("name", "model", "provider", "duration_ms", "created_at"),
+    ),
+    PersonalData(
+        PolicyVersion,
+        owner="published_by",
+        purpose="Privacy policy versions you published as an admin.",
         category=None,
         erase=Erase.UNLINK,
     ),

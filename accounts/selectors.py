@@ -1,10 +1,23 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
-from .models import ExportArchive, InstanceSettings, Invitation
+from .models import (
+    Consent,
+    ConsentPurpose,
+    CrashReport,
+    ExportArchive,
+    InstanceSettings,
+    Invitation,
+    PolicyVersion,
+)
+
+POLICY_CACHE_KEY = "privacy:policy:significant-version"
 
 
 def instance_settings_get() -> InstanceSettings:
@@ -65,3 +78,34 @@ def recipients_of(*, user) -> list[dict]:
         }
         for row in received
     ]
+
+
+def policy_current() -> PolicyVersion | None:
+    """The version in force; None while the instance shows its built-in policy."""
+    return PolicyVersion.objects.order_by("-version").first()
+
+
+def policy_label(policy: PolicyVersion | None) -> str:
+    return policy.label if policy else "default"
+
+
+def policy_significant_version() -> int:
+    """The newest version everyone must have reviewed; read on every page, so cached."""
+
+    def newest() -> int:
+        found = PolicyVersion.objects.filter(significant=True).order_by("-version").first()
+        return found.version if found else 0
+
+    return cache.get_or_set(POLICY_CACHE_KEY, newest, 300)
+
+
+def consents_of(*, user) -> list[Consent]:
+    return list(Consent.objects.filter(user=user))
+
+
+def consent_current(*, user, purpose: ConsentPurpose) -> Consent | None:
+    return Consent.objects.filter(user=user, purpose=purpose).first()
+
+
+def crash_reports_recent(*, days: int) -> int:
+    return CrashReport.objects.filter(created_at__gte=timezone.now() - timedelta(days=days)).count()

@@ -5,7 +5,7 @@ import shutil
 import zipfile
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -13,8 +13,10 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth import SESSION_KEY
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
+from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.fields.files import FieldFile
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -22,17 +24,30 @@ from django.utils import timezone
 from localai_site.privacy import Erase, PersonalData, pseudonym, registry
 from localai_site.tasks import task_enqueue
 
+from .analytics import usage_record
 from .models import (
+    Consent,
+    ConsentPurpose,
+    ConsentSource,
     DataSubjectRequest,
     ExportArchive,
     ExportStatus,
     Invitation,
+    PolicyVersion,
     Regime,
     RequestKind,
     RequestStatus,
+    UsageEventName,
     User,
 )
-from .selectors import recipients_of
+from .retention import retention_table
+from .selectors import (
+    POLICY_CACHE_KEY,
+    instance_settings_get,
+    policy_current,
+    policy_label,
+    recipients_of,
+)
 
 
 @transaction.atomic
@@ -48,6 +63,53 @@ def user_signup_complete(*, user: User, invitation: Invitation | None) -> User:
         invitation.accepted_at = timezone.now()
         invitation.save(update_fields=["accepted_by", "accepted_at"])
     return user
+
+
+# --- Consent and the privacy policy -----------------------------------------------------
+
+
+@transaction.atomic
+def consent_set(*, user: User, purpose: ConsentPurpose, given: bool, source: ConsentSource) -> Consent:
+    """Record a decision; for analytics also switch recording on or off at once."""
+    version = policy_label(policy_current())
+    if purpose == ConsentPurpose.MINIMUM_AGE:
+        version = str(instance_settings_get().minimum_age)
+    record = Consent.objects.create(user=user, purpose=purpose, version=version, given=given, source=source)
+    if purpose == ConsentPurpose.ANALYTICS and user.analytics_enabled != given:
+        user.analytics_enabled = given
+        User.objects.filter(pk=user.pk).update(analytics_enabled=given)
+    return record
+
+
+@transaction.atomic
+def signup_consents_record(*, user: User, analytics: bool) -> None:
+    """What a person agreed to on the signup form; they have just been shown the policy."""
+    consent_set(user=user, purpose=ConsentPurpose.MINIMUM_AGE, given=True, source=ConsentSource.SIGNUP)
+    policy_reviewed(user=user, source=ConsentSource.SIGNUP)
+    if analytics:
+        consent_set(user=user, purpose=ConsentPurpose.ANALYTICS, given=True, source=ConsentSource.SIGNUP)
+
+
+def policy_reviewed(*, user: User, source: ConsentSource = ConsentSource.POLICY_REVIEW) -> None:
+    current = policy_current()
+    consent_set(user=user, purpose=ConsentPurpose.PRIVACY_POLICY, given=True, source=source)
+    user.policy_version_reviewed = current.version if current else 0
+    User.objects.filter(pk=user.pk).update(policy_version_reviewed=user.policy_version_reviewed)
+
+
+@transaction.atomic
+def policy_publish(*, body: str, summary: str, significant: bool, published_by: User | None) -> PolicyVersion:
+    """Publish the next version; a significant one is put before everyone on their next visit."""
+    latest = PolicyVersion.objects.select_for_update().order_by("-version").first()
+    policy = PolicyVersion.objects.create(
+        version=(latest.version if latest else 0) + 1,
+        body=body,
+        summary=summary,
+        significant=significant,
+        published_by=published_by,
+    )
+    transaction.on_commit(lambda: cache.delete(POLICY_CACHE_KEY))
+    return policy
 
 
 # --- Data-subject rights: export and erasure, over the personal-data registry -----------
@@ -103,6 +165,7 @@ def user_export(
             "subject": user.email,
             "categories": [{**c, "records": counts[c["name"]]} for c in categories],
             "recipients": recipients_of(user=user),
+            "retention": retention_table(),
             "sources": ["you, through this instance", "this instance, while it ran the models you chose"],
         }
         archive.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
@@ -147,14 +210,14 @@ def user_erase(*, user: User) -> dict[str, int]:
     return {label: count for label, count in counts.items() if count}
 
 
-EXPORT_KEPT_FOR = timedelta(days=7)
-
-
 def export_request(*, user: User, requested_by: User | None = None) -> ExportArchive:
     """Start building an export in the background; it can be downloaded for 7 days."""
+    kept_for = timedelta(days=settings.RETENTION_DAYS["export_archives"])
     archive = ExportArchive.objects.create(
-        user=user, requested_by=requested_by, expires_at=timezone.now() + EXPORT_KEPT_FOR
+        user=user, requested_by=requested_by, expires_at=timezone.now() + kept_for
     )
+    if requested_by is None:
+        usage_record(user=user, name=UsageEventName.EXPORT_REQUESTED)
 
     def start() -> None:
         from .tasks import build_export
@@ -188,9 +251,11 @@ def export_build(*, archive_id: int) -> None:
     )
 
 
-def exports_purge() -> int:
-    """Delete archives past their 7 days, files first."""
-    expired = list(ExportArchive.objects.filter(expires_at__lte=timezone.now()))
+def exports_purge(*, created_before: datetime) -> int:
+    """Delete archives that expired or are older than the retention period, files first."""
+    expired = list(
+        ExportArchive.objects.filter(Q(expires_at__lte=timezone.now()) | Q(created_at__lt=created_before))
+    )
     for archive in expired:
         if archive.file:
             archive.file.delete(save=False)
@@ -236,6 +301,8 @@ AUTOMATIC_KINDS = {
     RequestKind.ERASURE: "erase",
     RequestKind.CCPA_DELETE: "erase",
     RequestKind.RESTRICTION: "restrict",
+    RequestKind.CONSENT_WITHDRAWAL: "withdraw",
+    RequestKind.CCPA_OPT_OUT: "withdraw",  # nothing is sold; analytics are the only optional use
 }
 
 
@@ -255,6 +322,11 @@ def data_request_carry_out(*, request: DataSubjectRequest, actor: User) -> DataS
     elif action == "erase":
         outcome = {"erased": user_erase(user=user)}
         request.refresh_from_db()  # erasure pseudonymised this very record
+    elif action == "withdraw":
+        consent_set(
+            user=user, purpose=ConsentPurpose.ANALYTICS, given=False, source=ConsentSource.DATA_REQUEST
+        )
+        outcome = {"analytics_consent": "withdrawn"}
     else:
         user_restrict(user=user, restricted=True)
         outcome = {"restricted": True}

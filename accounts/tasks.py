@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import services
+from . import retention, services
 
 
 @shared_task(name="accounts.build_export", ignore_result=True)
@@ -8,6 +8,6 @@ def build_export(archive_id: int) -> None:
     services.export_build(archive_id=archive_id)
 
 
-@shared_task(name="accounts.purge_exports", ignore_result=True)
-def purge_exports() -> None:
-    services.exports_purge()
+@shared_task(name="accounts.enforce_retention", ignore_result=True)
+def enforce_retention() -> None:
+    retention.retention_enforce()

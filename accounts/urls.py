@@ -12,8 +12,19 @@ urlpatterns = [
     path("privacy/exports/<int:export_id>/status/", views.export_status, name="export_status"),
     path("privacy/exports/<str:token>/download/", views.export_download, name="export_download"),
     path("privacy/history/clear/", views.history_clear, name="history_clear"),
+    path("privacy/analytics/", views.analytics_consent, name="analytics_consent"),
     path("privacy/delete-account/", views.account_delete, name="account_delete"),
     path(
         "admin-exports/<int:export_id>/download/", views.export_admin_download, name="export_admin_download"
     ),
 ]
+
+# The public policy pages, mounted at /privacy/ (localai_site/urls.py).
+policy_urlpatterns = (
+    [
+        path("", views.policy, name="show"),
+        path("v<int:version>/", views.policy, name="version"),
+        path("review/", views.policy_review, name="review"),
+    ],
+    "policy",
+)

@@ -1,17 +1,21 @@
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import FileResponse, Http404, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from chat.services import conversations_clear
 
 from . import selectors, services
+from .analytics import usage_summary
+from .charts import dashboard_charts
 from .forms import AccountDeleteForm, ProfileForm
-from .models import ExportArchive
+from .models import ConsentPurpose, ConsentSource, ExportArchive, PolicyVersion
+from .policy import policy_html
 
 
 @login_required
@@ -40,8 +44,54 @@ def privacy(request):
         "export": selectors.export_latest(user=user),
         "recipients": selectors.recipients_of(user=user),
         "conversation_counts": selectors.conversation_counts(user=user),
+        "consents": selectors.consents_of(user=user),
+        "policy": selectors.policy_current(),
+        "gpc": request.gpc,
     }
     return render(request, "accounts/privacy.html", context)
+
+
+@login_required
+@require_POST
+def analytics_consent(request):
+    """Giving and withdrawing are the same single click."""
+    given = request.POST.get("given") == "1"
+    if given and request.gpc:
+        messages.error(
+            request,
+            "Your browser asks sites not to track you (Global Privacy Control), so analytics stay off.",
+        )
+        return redirect("accounts:privacy")
+    services.consent_set(
+        user=request.user, purpose=ConsentPurpose.ANALYTICS, given=given, source=ConsentSource.SETTINGS
+    )
+    messages.success(request, "Thank you: usage analytics are on." if given else "Usage analytics are off.")
+    return redirect("accounts:privacy")
+
+
+def policy(request, version=None):
+    current = selectors.policy_current()
+    shown = current if version is None else get_object_or_404(PolicyVersion, version=version)
+    context = {
+        "shown": shown,
+        "current": current,
+        "body": policy_html(shown),
+        "versions": PolicyVersion.objects.only("version", "published_at", "summary", "significant"),
+    }
+    return render(request, "accounts/policy.html", context)
+
+
+@login_required
+def policy_review(request):
+    next_url = request.GET.get("next") or request.POST.get("next") or ""
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = ""
+    if request.method == "POST":
+        services.policy_reviewed(user=request.user)
+        return redirect(next_url or "chat:home")
+    current = selectors.policy_current()
+    context = {"current": current, "body": policy_html(current), "next": next_url}
+    return render(request, "accounts/policy_review.html", context)
 
 
 @login_required
@@ -105,3 +155,17 @@ def export_admin_download(request, export_id):
     return FileResponse(
         archive.file.open("rb"), as_attachment=True, filename=f"localai-export-{archive.pk}.zip"
     )
+
+
+@permission_required("accounts.view_usagedaily", raise_exception=True)
+def analytics_dashboard(request):
+    """Charts of the first-party analytics, for admins (mounted inside the admin)."""
+    summary = usage_summary(days=30)
+    context = {
+        **admin.site.each_context(request),
+        "title": "Usage analytics",
+        "summary": summary,
+        "charts": dashboard_charts(summary),
+        "crash_count": selectors.crash_reports_recent(days=7),
+    }
+    return render(request, "admin/analytics.html", context)

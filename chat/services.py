@@ -8,7 +8,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.analytics import usage_record
+from accounts.models import UsageEventName, User
 from accounts.selectors import instance_settings_get
 from localai_site.crypto import secret_encrypt, secret_hint, secret_rotate
 from localai_site.tasks import task_enqueue
@@ -96,9 +97,13 @@ def conversation_create(
     if remember_persona and owner.default_persona != persona:
         owner.default_persona = persona
         owner.save(update_fields=["default_persona"])
-    return Conversation.objects.create(
+    conversation = Conversation.objects.create(
         owner=owner, model=choice.model_id, provider=choice.provider, persona=persona
     )
+    usage_record(
+        user=owner, name=UsageEventName.CONVERSATION_CREATED, model=choice.model_id, provider=choice.provider
+    )
+    return conversation
 
 
 def _check_privacy_line(conversation: Conversation, choice: ModelChoice) -> None:
@@ -172,6 +177,9 @@ def message_send(
     if owner.default_model != choice.model_id:
         owner.default_model = choice.model_id
         owner.save(update_fields=["default_model"])
+    usage_record(
+        user=owner, name=UsageEventName.MESSAGE_SENT, model=choice.model_id, provider=choice.provider
+    )
     return user_message, _reply_start(conversation, choice, user_message)
 
 
@@ -312,6 +320,14 @@ def reply_generate(*, message_id: int) -> None:
     live.live_state_clear(reply.pk)
     _publish(reply)
     publisher.flush()
+    if status != MessageStatus.FAILED:
+        usage_record(
+            user=reply.conversation.owner,
+            name=UsageEventName.REPLY_FINISHED,
+            model=reply.model,
+            provider=reply.provider,
+            duration_ms=reply.duration_ms,
+        )
 
 
 def reply_stop(*, conversation: Conversation, message_id: int | None = None) -> list[int]:
@@ -412,8 +428,10 @@ def secrets_rotate() -> int:
 def conversations_clear(*, user: User, local: bool) -> int:
     """Delete all of a person's conversations with local models (or with cloud ones)."""
     conversations = Conversation.objects.filter(owner=user)
-    conversations = conversations.filter(provider=Provider.LOCAL) if local else conversations.exclude(
-        provider=Provider.LOCAL
+    conversations = (
+        conversations.filter(provider=Provider.LOCAL)
+        if local
+        else conversations.exclude(provider=Provider.LOCAL)
     )
     for conversation in conversations.filter(messages__status__in=ACTIVE_STATUSES).distinct():
         reply_stop(conversation=conversation)

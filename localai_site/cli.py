@@ -36,6 +36,9 @@ def serve(argv: list[str]) -> None:
     if not settings.SCALED:
         # Embedded replies ran in the process that just ended: none can still be alive.
         replies_fail_stale(everything=True)
+        from localai_site.schedule import EmbeddedScheduler
+
+        EmbeddedScheduler().start()
 
     from daphne.cli import CommandLineInterface
 

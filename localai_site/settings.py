@@ -84,6 +84,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "accounts.middleware.PrivacyChoicesMiddleware",
 ]
 
 ROOT_URLCONF = "localai_site.urls"
@@ -169,9 +170,14 @@ CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Embedded mode runs the same schedule on a thread of `localai serve` (localai_site/schedule.py).
 CELERY_BEAT_SCHEDULE = {
     "fail-stale-replies": {"task": "chat.fail_stale_replies", "schedule": 15.0, "options": {"expires": 15}},
-    "purge-exports": {"task": "accounts.purge_exports", "schedule": 3600.0, "options": {"expires": 3600}},
+    "enforce-retention": {
+        "task": "accounts.enforce_retention",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -203,6 +209,17 @@ LLAMA_THREADS = env_int("LLAMA_THREADS", len(os.sched_getaffinity(0)), minimum=1
 LLAMA_CONTEXT = env_int("LLAMA_CONTEXT", 4096, minimum=256)
 LLAMA_GPU_LAYERS = env_int("LLAMA_GPU_LAYERS", 0, minimum=-1)
 
+# --- Privacy ----------------------------------------------------------------------------
+# How long each kind of record is kept, in days; enforced every hour and by
+# `localai enforce_retention`. A system check refuses crash reports kept over 90 days.
+RETENTION_DAYS = {
+    "crash_reports": env_int("RETENTION_CRASH_REPORTS_DAYS", 90, minimum=1),
+    "export_archives": env_int("RETENTION_EXPORT_ARCHIVES_DAYS", 7, minimum=1),
+    # Raw analytics events are counted into daily totals and deleted once their day is over.
+    "analytics_events": env_int("RETENTION_ANALYTICS_EVENTS_DAYS", 1, minimum=1),
+    "finished_data_requests": env_int("RETENTION_DATA_REQUESTS_DAYS", 3 * 365, minimum=30),
+}
+
 # --- Accounts ---------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
@@ -213,6 +230,7 @@ ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_SIGNUP_FORM_CLASS = "accounts.forms.SignupConsentForm"
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_EMAIL_VERIFICATION = env_choice(
     "ACCOUNT_EMAIL_VERIFICATION", "none", ("none", "optional", "mandatory")
@@ -280,7 +298,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Errors with a traceback become crash reports stored on this instance, scrubbed.
+        "crash_reports": {"class": "accounts.crashes.CrashReportHandler", "level": "ERROR"},
+    },
+    "root": {"handlers": ["console", "crash_reports"], "level": env_str("LOG_LEVEL", "INFO").upper()},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }

@@ -16,8 +16,9 @@ from django.core.management import call_command
 from django.db import connection
 from PIL import Image
 
-from accounts.models import Invitation, User
-from accounts.services import user_erase, user_export
+from accounts.analytics import usage_record
+from accounts.models import ConsentPurpose, ConsentSource, Invitation, UsageEventName, User
+from accounts.services import consent_set, policy_publish, user_erase, user_export
 from chat.models import Conversation, Message, Persona, Role
 from localai_site.privacy import registry
 
@@ -94,6 +95,9 @@ def _fill_everything_for(user: User, other: User) -> dict:
         action_flag=ADDITION,
         change_message=f"Added {user.email}",
     )
+    consent_set(user=user, purpose=ConsentPurpose.ANALYTICS, given=True, source=ConsentSource.SETTINGS)
+    usage_record(user=user, name=UsageEventName.MESSAGE_SENT, model="local:m", provider="local")
+    policy_publish(body="Our policy.", summary="", significant=False, published_by=user)
     from django.test import Client
 
     Client().force_login(user)  # a live session

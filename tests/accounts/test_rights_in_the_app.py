@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.models import DataSubjectRequest, ExportArchive, Regime, RequestKind, RequestStatus, User
+from accounts.retention import retention_enforce
 from chat.errors import ChatError
 from chat.models import Conversation, Message, Role
 from chat.services import message_send
@@ -64,7 +65,7 @@ def test_an_expired_link_no_longer_downloads_and_old_archives_are_purged(client,
     ExportArchive.objects.filter(pk=archive.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert client.get(reverse("accounts:export_download", args=[archive.token])).status_code == 404
     path = archive.file.path
-    assert services.exports_purge() == 1
+    assert retention_enforce()["export_archives"] == 1
     assert not ExportArchive.objects.exists()
     import os
 

@@ -12,7 +12,9 @@ def _signup(client, email, **query):
     url = reverse("account_signup")
     if query:
         client.get(url, query)  # an invitation link is opened first
-    return client.post(url, {"email": email, "password1": PASSWORD, "password2": PASSWORD})
+    return client.post(
+        url, {"email": email, "password1": PASSWORD, "password2": PASSWORD, "minimum_age": "on"}
+    )
 
 
 def _set_mode(mode):

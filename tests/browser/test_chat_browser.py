@@ -68,6 +68,7 @@ def sign_up(page: Page, base_url: str, email: str) -> None:
     page.fill("input[name=email]", email)
     page.fill("input[name=password1]", PASSWORD)
     page.fill("input[name=password2]", PASSWORD)
+    page.check("input[name=minimum_age]")
     page.click("form[action='/accounts/signup/'] button[type=submit]")
     page.wait_for_url(f"{base_url}/")
 

@@ -1,0 +1,126 @@
+"""Crash reports kept on this instance, never sent anywhere, scrubbed before they are stored.
+
+A report holds the exception type, a scrubbed message and the code locations of the
+traceback (file, line, function, source line): no local variables, no request body,
+no query string. Quoted text long enough to be something a person wrote, email
+addresses, ids in paths and anything that looks like a secret are replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import traceback
+from functools import cache
+from types import TracebackType
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?i)\b(api[_-]?key|token|secret|password|passwd|authorization|cookie|session(?:id)?)\b(\s*[=:]\s*)\S+"
+)
+_BEARER = re.compile(r"(?i)\bbearer\s+\S+")
+_KEY_LIKE = re.compile(r"\b(?:sk|pk|rk|whsec|hf|xai|ghp)[-_][A-Za-z0-9_-]{8,}")
+# Long runs of letters mixed with digits: tokens and keys (plain identifiers have no digits).
+_LONG_TOKEN = re.compile(
+    r"(?=[A-Za-z0-9_+=-]{32,})(?=[A-Za-z_+=-]*\d)(?=[0-9_+=-]*[A-Za-z])[A-Za-z0-9_+=-]{32,}"
+)
+_QUOTED = re.compile(r"""(['"])((?:\\.|(?!\1).){16,}?)\1""", re.DOTALL)
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
+_NUMBER_SEGMENT = re.compile(r"/\d+(?=/|$)")
+MAX_MESSAGE_CHARS = 2000
+
+
+@cache
+def _instance_secrets() -> tuple[str, ...]:
+    from django.conf import settings
+
+    keys = [settings.SECRET_KEY, *settings.ENCRYPTION_KEYS]
+    return tuple(key for key in keys if key and len(key) >= 8)
+
+
+def scrub(text: str) -> str:
+    """Remove what may identify a person or unlock something from error text."""
+    for secret in _instance_secrets():
+        text = text.replace(secret, "<secret>")
+    text = _QUOTED.sub(lambda m: f"{m.group(1)}<text, {len(m.group(2))} characters>{m.group(1)}", text)
+    text = _EMAIL.sub("<email>", text)
+    text = _BEARER.sub("Bearer <secret>", text)
+    text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}<secret>", text)
+    text = _LONG_TOKEN.sub("<secret>", _KEY_LIKE.sub("<secret>", text))
+    return text[:MAX_MESSAGE_CHARS]
+
+
+def scrub_path(path: str) -> str:
+    path = _UUID.sub("<id>", path.split("?", 1)[0])
+    return scrub(_NUMBER_SEGMENT.sub("/<n>", path))[:300]
+
+
+def _frames(tb: TracebackType | None) -> list[traceback.FrameSummary]:
+    # lookup_lines=True reads the source lines; capture_locals stays off: locals hold content.
+    return list(traceback.extract_tb(tb))
+
+
+def _traceback_text(exc_type: type[BaseException], frames: list[traceback.FrameSummary]) -> str:
+    lines = [
+        f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n    {frame.line or ""}'.rstrip()
+        for frame in frames
+    ]
+    return scrub_lines("\n".join(["Traceback (most recent call last):", *lines, exc_type.__qualname__]))
+
+
+def scrub_lines(text: str) -> str:
+    # Source lines are our own code; emails and secrets can still sit in a literal there.
+    return _KEY_LIKE.sub("<secret>", _EMAIL.sub("<email>", text))
+
+
+def fingerprint_of(exc_type: type[BaseException], frames: list[traceback.FrameSummary]) -> str:
+    where = "|".join(f"{frame.filename}:{frame.name}" for frame in frames)
+    return hashlib.sha1(f"{exc_type.__module__}.{exc_type.__qualname__}|{where}".encode()).hexdigest()
+
+
+def crash_report_save(*, record: logging.LogRecord) -> None:
+    from importlib.metadata import version
+
+    from .models import CrashReport, CrashSource
+
+    exc_type, exc, tb = record.exc_info
+    frames = _frames(tb)
+    request = getattr(record, "request", None)
+    is_task = record.name.startswith(("celery", "localai_site.tasks"))
+    CrashReport.objects.create(
+        source=CrashSource.WEB if request is not None else CrashSource.TASK if is_task else CrashSource.OTHER,
+        logger=record.name[:100],
+        exception_type=f"{exc_type.__module__}.{exc_type.__qualname__}"[:200],
+        message=scrub(str(exc)),
+        traceback=_traceback_text(exc_type, frames),
+        fingerprint=fingerprint_of(exc_type, frames),
+        request_method=(getattr(request, "method", "") or "")[:10],
+        request_path=scrub_path(getattr(request, "path", "") or ""),
+        release=version("localai"),
+    )
+
+
+class CrashReportHandler(logging.Handler):
+    """Stores errors logged with a traceback (failed requests, failed tasks) as crash reports."""
+
+    _busy = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.exc_info or record.exc_info[0] is None or getattr(self._busy, "active", False):
+            return
+        from django.apps import apps
+        from django.db import connection
+
+        # Not before the app registry is ready, and not inside a transaction that already
+        # failed: the write would fail too and hide the original error.
+        if not apps.ready or connection.needs_rollback:
+            return
+        self._busy.active = True
+        try:
+            crash_report_save(record=record)
+        except Exception:
+            self.handleError(record)
+        finally:
+            self._busy.active = False

@@ -1,0 +1,33 @@
+"""The periodic tasks of ``CELERY_BEAT_SCHEDULE``, run by `localai serve` in embedded mode.
+
+Scaled mode has Celery beat; the embedded instance has no beat process, yet retention
+must still be enforced and orphaned replies failed, so a thread plays beat's part.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from django.conf import settings
+
+from .tasks import task_enqueue
+
+
+class EmbeddedScheduler(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="localai-scheduler", daemon=True)
+
+    def run(self) -> None:
+        from .celery import app
+
+        app.loader.import_default_modules()
+        now = time.monotonic()
+        # Everything runs once at start-up: an instance that was off still purges on time.
+        due = {name: now for name in settings.CELERY_BEAT_SCHEDULE}
+        while True:
+            for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+                if time.monotonic() >= due[name]:
+                    due[name] = time.monotonic() + float(entry["schedule"])
+                    task_enqueue(app.tasks[entry["task"]], queue="default")
+            time.sleep(1.0)
