@@ -108,6 +108,8 @@ def policy_publish(*, body: str, summary: str, significant: bool, published_by: 
         significant=significant,
         published_by=published_by,
     )
+    # Now for this process, and after commit for any that cached the old value meanwhile.
+    cache.delete(POLICY_CACHE_KEY)
     transaction.on_commit(lambda: cache.delete(POLICY_CACHE_KEY))
     return policy
 
