@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 class AccountsConfig(AppConfig):
     name = "accounts"
-    verbose_name = "Accounts"
+    verbose_name = "People and privacy"  # allauth's own app is called "Accounts"
 
     def ready(self) -> None:
         from allauth.account.signals import user_logged_in

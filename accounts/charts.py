@@ -61,7 +61,7 @@ def stacked_days(title: str, days: list, parts: list[tuple[str, str, str]]) -> C
                 chart.rects.append(
                     Rect(index * slot + 1, bottom, slot - 2, height, css, f"{day.day:%d %b}: {value} {name}")
                 )
-        if index % 7 == 0 or index == len(days) - 1:
+        if (len(days) - 1 - index) % 7 == 0:  # every week, counted back from today
             chart.labels.append(Label(index * slot + slot / 2, HEIGHT - 5, f"{day.day:%d %b}"))
     return chart
 

@@ -48,9 +48,10 @@ class AccountDeleteForm(forms.Form):
 class SignupConsentForm(forms.Form):
     """Added to allauth's signup form: the age confirmation and the analytics choice."""
 
-    minimum_age = forms.BooleanField(required=True)
+    minimum_age = forms.BooleanField(required=True, label_suffix="")
     analytics = forms.BooleanField(
         required=False,
+        label_suffix="",
         label="Help the admins improve this instance with usage analytics",
         help_text="Which features and models you use, never what you write. You can change this any time.",
     )
