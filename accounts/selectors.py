@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
@@ -16,8 +15,6 @@ from .models import (
     Invitation,
     PolicyVersion,
 )
-
-POLICY_CACHE_KEY = "privacy:policy:significant-version"
 
 
 def instance_settings_get() -> InstanceSettings:
@@ -90,13 +87,10 @@ def policy_label(policy: PolicyVersion | None) -> str:
 
 
 def policy_significant_version() -> int:
-    """The newest version everyone must have reviewed; read on every page, so cached."""
-
-    def newest() -> int:
-        found = PolicyVersion.objects.filter(significant=True).order_by("-version").first()
-        return found.version if found else 0
-
-    return cache.get_or_set(POLICY_CACHE_KEY, newest, 300)
+    """The newest version everyone must have reviewed (one indexed row, read on each page:
+    a cache would go stale in the other processes when a version is published)."""
+    newest = PolicyVersion.objects.filter(significant=True).order_by("-version").values_list("version")[:1]
+    return newest[0][0] if newest else 0
 
 
 def consents_of(*, user) -> list[Consent]:

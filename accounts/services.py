@@ -13,7 +13,6 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth import SESSION_KEY
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
-from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Q
@@ -42,7 +41,6 @@ from .models import (
 )
 from .retention import retention_table
 from .selectors import (
-    POLICY_CACHE_KEY,
     instance_settings_get,
     policy_current,
     policy_label,
@@ -108,9 +106,6 @@ def policy_publish(*, body: str, summary: str, significant: bool, published_by: 
         significant=significant,
         published_by=published_by,
     )
-    # Now for this process, and after commit for any that cached the old value meanwhile.
-    cache.delete(POLICY_CACHE_KEY)
-    transaction.on_commit(lambda: cache.delete(POLICY_CACHE_KEY))
     return policy
 
 

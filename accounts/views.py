@@ -86,10 +86,10 @@ def policy_review(request):
     next_url = request.GET.get("next") or request.POST.get("next") or ""
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         next_url = ""
-    if request.method == "POST":
+    current = selectors.policy_current()
+    if request.method == "POST" or current is None:  # nothing published: nothing to review
         services.policy_reviewed(user=request.user)
         return redirect(next_url or "chat:home")
-    current = selectors.policy_current()
     context = {"current": current, "body": policy_html(current), "next": next_url}
     return render(request, "accounts/policy_review.html", context)
 

@@ -27,17 +27,6 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
 
 
-@pytest.fixture(autouse=True)
-def _forget_cached_policy_version():
-    """A cached read must not outlive the rolled-back test data it came from (and clearing
-    the whole cache would also wipe the shared Redis of the scaled tests)."""
-    from django.core.cache import cache
-
-    from accounts.selectors import POLICY_CACHE_KEY
-
-    cache.delete(POLICY_CACHE_KEY)
-
-
 @pytest.fixture
 def make_user(db):
     def make(email: str | None = None, **extra) -> User:
