@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import setup_logging, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "localai_site.settings")
 
@@ -15,3 +15,10 @@ def _announce_worker(sender, **kwargs) -> None:
     from .probes import heartbeat_start
 
     heartbeat_start([queue.name for queue in sender.app.amqp.queues.consume_from.values()])
+
+
+@setup_logging.connect
+def _keep_django_logging(**kwargs) -> None:
+    # Connected, this stops Celery replacing the root logger's handlers: Django's LOGGING
+    # (console, and crash reports stored on the instance) stays in charge in workers too.
+    pass
