@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from chat.selectors import uploads_for
 from chat.services import conversations_clear
 
 from . import selectors, services
@@ -40,6 +41,7 @@ def privacy(request):
         "export": selectors.export_latest(user=user),
         "recipients": selectors.recipients_of(user=user),
         "conversation_counts": selectors.conversation_counts(user=user),
+        "uploads": uploads_for(user=user),
     }
     return render(request, "accounts/privacy.html", context)
 
