@@ -125,6 +125,10 @@ class PrivacyFlowTests(BrowserTestCase):
             row.get_by_role("link", name="report.pdf").click()
         assert Path(started.value.path()).read_bytes() == _on_disk(report).read_bytes()
         screenshot(page, "privacy-page", full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing runs off the side
+        screenshot(page, "privacy-page-phone", full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        page.set_viewport_size({"width": 1280, "height": 800})
 
         asked = self._record_dialogs()
         self.confirm = False
