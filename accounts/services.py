@@ -20,6 +20,7 @@ from django.db.models.fields.files import FieldFile
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from localai_site.files import files_delete_after_commit
 from localai_site.privacy import Erase, PersonalData, pseudonym, registry
 from localai_site.tasks import task_enqueue
 
@@ -180,14 +181,18 @@ def _sessions_end(user: User) -> int:
 def user_erase(*, user: User) -> dict[str, int]:
     """Erase ``user`` as the registry says; returns a receipt of counts per model, no content."""
     counts: Counter[str] = Counter()
-    files: list[FieldFile] = []
-    own_row = None
+    # Every file first: deleting one model's rows can cascade to another's (a conversation
+    # takes its uploads with it), and the rows name the files.
+    files_delete_after_commit(
+        stored
+        for entry in registry()
+        if entry.erase == Erase.DELETE
+        for stored in _files_of(entry, entry.rows_of(user))
+    )
     for entry in registry():
         if not entry.owner:
-            own_row = entry
-            continue
+            continue  # the person's own row goes last, below
         rows = entry.rows_of(user)
-        files += _files_of(entry, rows)
         if entry.erase == Erase.DELETE:
             counts.update(rows.delete()[1])
         elif entry.erase == Erase.UNLINK:
@@ -199,11 +204,7 @@ def user_erase(*, user: User) -> dict[str, int]:
     counts["admin.LogEntry (scrubbed)"] = LogEntry.objects.filter(
         content_type=ContentType.objects.get_for_model(User), object_id=str(user.pk)
     ).update(object_repr="erased account", change_message="")
-    if own_row is not None:
-        files += _files_of(own_row, own_row.rows_of(user))
     counts.update(user.delete()[1])
-    paths = [(stored.storage, stored.name) for stored in files]
-    transaction.on_commit(lambda: [storage.delete(name) for storage, name in paths])
     return {label: count for label, count in counts.items() if count}
 
 
@@ -253,9 +254,7 @@ def exports_purge(*, created_before: datetime) -> int:
     expired = list(
         ExportArchive.objects.filter(Q(expires_at__lte=timezone.now()) | Q(created_at__lt=created_before))
     )
-    for archive in expired:
-        if archive.file:
-            archive.file.delete(save=False)
+    files_delete_after_commit(archive.file for archive in expired)
     ExportArchive.objects.filter(pk__in=[a.pk for a in expired]).delete()
     return len(expired)
 

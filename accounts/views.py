@@ -8,6 +8,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from chat.selectors import uploads_for
 from chat.services import conversations_clear
 
 from . import selectors, services
@@ -47,6 +48,7 @@ def privacy(request):
         "consents": selectors.consents_of(user=user),
         "policy": selectors.policy_current(),
         "gpc": request.gpc,
+        "uploads": uploads_for(user=user),
     }
     return render(request, "accounts/privacy.html", context)
 

@@ -19,6 +19,14 @@ class ConversationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    # Through the service, so a reply being written stops and the files given in it go too.
+    def delete_model(self, request, obj):
+        services.conversation_delete(conversation=obj)
+
+    def delete_queryset(self, request, queryset):
+        for conversation in queryset:
+            services.conversation_delete(conversation=conversation)
+
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 import uuid
 
 from django.conf import settings
@@ -180,3 +181,42 @@ class Message(models.Model):
             return None
         decode_ms = self.duration_ms - self.ttft_ms
         return round(self.completion_tokens * 1000 / decode_ms, 1) if decode_ms > 0 else None
+
+
+def upload_path(upload: Upload, filename: str) -> str:
+    # A random name with the extension of the checked type: the path on disk says neither
+    # whose file it is nor what the person called it.
+    return f"uploads/{secrets.token_hex(16)}{UPLOAD_EXTENSIONS[upload.content_type]}"
+
+
+UPLOAD_EXTENSIONS = {
+    "application/pdf": ".pdf",
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "text/plain": ".txt",
+}
+
+
+class Upload(models.Model):
+    """A file a person gave the instance. Kept in the private media folder under the data
+    directory (never served from a public URL) and downloadable by its owner only."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
+    # Deleting a conversation deletes the files given in it, as a person deleting a chat expects.
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="uploads"
+    )
+    file = models.FileField(upload_to=upload_path, max_length=200)
+    original_name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100, choices=[(t, t) for t in UPLOAD_EXTENSIONS])
+    size = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="upload_owner_recent")]
+
+    def __str__(self) -> str:
+        return self.original_name

@@ -1,6 +1,6 @@
 from localai_site.privacy import PersonalData, register
 
-from .models import Conversation, Message, Persona
+from .models import Conversation, Message, Persona, Upload
 
 register(
     PersonalData(
@@ -34,5 +34,14 @@ register(
         purpose="Assistant personalities you made.",
         category="personas",
         fields=("name", "description", "system_prompt", "default_model", "temperature", "created_at"),
+    ),
+    PersonalData(
+        Upload,
+        owner="owner",
+        purpose="Files you gave the instance, to use them in your chats.",
+        category="uploads",
+        # "file" names the original in the archive's files/ folder.
+        fields=("id", "conversation_id", "original_name", "content_type", "size", "created_at", "file"),
+        files=("file",),
     ),
 )

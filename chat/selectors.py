@@ -11,7 +11,7 @@ from accounts.models import User
 
 from . import live
 from .events import message_payload
-from .models import ACTIVE_STATUSES, Conversation, Message, Persona, Role
+from .models import ACTIVE_STATUSES, Conversation, Message, Persona, Role, Upload
 
 MESSAGES_PAGE = 50
 
@@ -23,6 +23,19 @@ def conversation_get_owned(*, user: User, conversation_id: uuid.UUID | str) -> C
     except ValueError:
         return None
     return Conversation.objects.filter(pk=conversation_uuid, owner=user).select_related("persona").first()
+
+
+def uploads_for(*, user: User) -> QuerySet[Upload]:
+    return (
+        Upload.objects.filter(owner=user)
+        .select_related("conversation")
+        .only("id", "original_name", "size", "created_at", "conversation__id", "conversation__title")
+    )
+
+
+def upload_get_owned(*, user: User, upload_id: uuid.UUID) -> Upload | None:
+    """The file, only if ``user`` owns it (anyone else gets None, as for a missing one)."""
+    return Upload.objects.filter(pk=upload_id, owner=user).first()
 
 
 def conversations_for(*, user: User, search: str = "") -> QuerySet[Conversation]:

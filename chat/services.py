@@ -2,16 +2,20 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from pathlib import PurePath
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Q
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from accounts.analytics import usage_record
 from accounts.models import UsageEventName, User
 from accounts.selectors import instance_settings_get
 from localai_site.crypto import secret_encrypt, secret_hint, secret_rotate
+from localai_site.files import files_delete_after_commit
 from localai_site.tasks import task_enqueue
 
 from . import live
@@ -27,11 +31,13 @@ from .models import (
     Persona,
     Provider,
     Role,
+    Upload,
 )
 from .providers import ChatTurn, GenerationParams, ModelChoice, ProviderError, model_resolve, provider_for
 from .realtime import publisher
 from .selectors import persona_get_visible
 from .streaming import ReplyWriter
+from .uploads import upload_kind
 
 logger = logging.getLogger(__name__)
 
@@ -116,15 +122,19 @@ def _check_privacy_line(conversation: Conversation, choice: ModelChoice) -> None
         )
 
 
-def _lock_idle(conversation: Conversation) -> Conversation:
-    """Lock the conversation row: two tabs acting at once must not start two replies."""
-    locked = Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
-    if locked.owner.processing_restricted:
+def _check_not_restricted(user: User) -> None:
+    if user.processing_restricted:
         raise ChatError(
             "restricted",
             "Processing of your data is restricted: you can read and export it, "
             "but nothing new is processed.",
         )
+
+
+def _lock_idle(conversation: Conversation) -> Conversation:
+    """Lock the conversation row: two tabs acting at once must not start two replies."""
+    locked = Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
+    _check_not_restricted(locked.owner)
     if locked.messages.filter(status__in=ACTIVE_STATUSES).exists():
         raise ChatError("busy", "A reply is still being written. Wait for it or press Stop.")
     return locked
@@ -387,8 +397,11 @@ def replies_fail_stale(*, conversation: Conversation | None = None, everything: 
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete a conversation with its messages and the files given in it."""
     reply_stop(conversation=conversation)
-    conversation.delete()
+    with transaction.atomic():
+        files_delete_after_commit(upload.file for upload in conversation.uploads.only("file"))
+        conversation.delete()
 
 
 def cloud_provider_save(*, provider: CloudProvider, api_key: str | None) -> CloudProvider:
@@ -435,4 +448,51 @@ def conversations_clear(*, user: User, local: bool) -> int:
     )
     for conversation in conversations.filter(messages__status__in=ACTIVE_STATUSES).distinct():
         reply_stop(conversation=conversation)
-    return conversations.delete()[1].get(Conversation._meta.label, 0)
+    with transaction.atomic():
+        files_delete_after_commit(
+            upload.file for upload in Upload.objects.filter(conversation__in=conversations).only("file")
+        )
+        return conversations.delete()[1].get(Conversation._meta.label, 0)
+
+
+def _upload_name(name: str | None) -> str:
+    """The name as the person knows it, without folders or control characters."""
+    cleaned = "".join(c for c in PurePath((name or "").replace("\\", "/")).name if c.isprintable())
+    return cleaned[-255:] or "file"
+
+
+def upload_save(*, owner: User, conversation: Conversation | None, file: UploadedFile) -> Upload:
+    """Keep a file a person gives the instance, once its size and real type are checked.
+    Refused files raise ChatError and leave nothing behind."""
+    _check_not_restricted(owner)
+    if conversation is not None and conversation.owner_id != owner.pk:
+        raise ChatError("not_found", "No such conversation of yours.")
+    name = _upload_name(file.name)
+    if not file.size:
+        raise ChatError("upload_empty", f"“{name}” is empty.")
+    if file.size > settings.UPLOAD_MAX_BYTES:
+        raise ChatError(
+            "upload_too_large",
+            f"“{name}” is {filesizeformat(file.size)}; "
+            f"files up to {filesizeformat(settings.UPLOAD_MAX_BYTES)} can be uploaded.",
+        )
+    upload = Upload(
+        owner=owner,
+        conversation=conversation,
+        original_name=name,
+        content_type=upload_kind(file),
+        size=file.size,
+    )
+    upload.file.save(name, file, save=False)  # under a random name (chat.models.upload_path)
+    try:
+        upload.save()
+    except BaseException:
+        upload.file.delete(save=False)
+        raise
+    return upload
+
+
+@transaction.atomic
+def upload_delete(*, upload: Upload) -> None:
+    files_delete_after_commit([upload.file])
+    upload.delete()

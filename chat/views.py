@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
@@ -183,3 +185,32 @@ def persona_delete(request, persona_id):
     persona.delete()
     messages.success(request, "The persona was deleted.")
     return redirect("chat:personas")
+
+
+def _upload_owned_or_404(request, upload_id):
+    upload = selectors.upload_get_owned(user=request.user, upload_id=upload_id)
+    if upload is None:
+        raise Http404("No such file.")
+    return upload
+
+
+@login_required
+@never_cache
+def upload_download(request, upload_id):
+    """Files go to their owner only, always as a download: never rendered by the browser."""
+    upload = _upload_owned_or_404(request, upload_id)
+    return FileResponse(
+        upload.file.open("rb"),
+        as_attachment=True,
+        filename=upload.original_name,
+        content_type=upload.content_type,
+    )
+
+
+@login_required
+@require_POST
+def upload_delete(request, upload_id):
+    upload = _upload_owned_or_404(request, upload_id)
+    services.upload_delete(upload=upload)
+    messages.success(request, f"Deleted “{upload.original_name}”.")
+    return redirect(f"{reverse('accounts:privacy')}#files")

@@ -197,6 +197,8 @@ CHAT_SAVE_INTERVAL_S = env_float("CHAT_SAVE_INTERVAL_MS", 1000, minimum=50) / 10
 CHAT_STALE_AFTER_S = env_int("CHAT_STALE_AFTER_S", 30, minimum=5)
 # A queued reply no worker has picked up in this long is marked failed.
 CHAT_QUEUED_TIMEOUT_S = env_int("CHAT_QUEUED_TIMEOUT_S", 600, minimum=10)
+# The largest file a person may upload (PDF, image or plain text).
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_MB", 25, minimum=1) * 1024 * 1024
 
 # How long a cloud provider may take to answer (seconds), and how often a failure to
 # connect is retried before the reply fails.

@@ -8,7 +8,6 @@ import pytest
 from allauth.account.models import EmailAddress, EmailConfirmation
 from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
 from django.apps import apps
-from django.conf import settings
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -20,7 +19,9 @@ from accounts.analytics import usage_record
 from accounts.models import ConsentPurpose, ConsentSource, Invitation, UsageEventName, User
 from accounts.services import consent_set, policy_publish, user_erase, user_export
 from chat.models import Conversation, Message, Persona, Role
+from chat.services import upload_save
 from localai_site.privacy import registry
+from tests.files import uploaded
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -79,6 +80,12 @@ def _fill_everything_for(user: User, other: User) -> dict:
     Message.objects.create(
         conversation=conversation, role=Role.ASSISTANT, content="Hello!", provider="openai"
     )
+    in_chat = upload_save(
+        owner=user,
+        conversation=conversation,
+        file=uploaded(f"{user.display_name}.txt", f"Notes of {user.display_name}, {user.email}".encode()),
+    )
+    loose = upload_save(owner=user, conversation=None, file=uploaded("photo.png"))
     user_type = ContentType.objects.get_for_model(User)
     LogEntry.objects.create(
         user=user,
@@ -106,6 +113,7 @@ def _fill_everything_for(user: User, other: User) -> dict:
         "conversation": conversation,
         "sent_invitation": sent,
         "avatar": user.avatar.name,
+        "uploads": [in_chat, loose],
     }
 
 
@@ -119,9 +127,14 @@ def _database_text() -> str:
     return "\n".join(parts)
 
 
+def _media_files(root) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
 def test_erasure_leaves_nothing_of_the_person_and_touches_nobody_else(
-    make_user, django_capture_on_commit_callbacks
+    make_user, django_capture_on_commit_callbacks, settings, tmp_path
 ):
+    settings.MEDIA_ROOT = tmp_path / "media"  # this test's files alone, to search them all
     ann = make_user("ann.erased@example.com", display_name="Annabel Erasedottir")
     bob = make_user("bob.kept@example.com", display_name="Bob Keeper")
     ann_things = _fill_everything_for(ann, bob)
@@ -133,15 +146,22 @@ def test_erasure_leaves_nothing_of_the_person_and_touches_nobody_else(
         receipt = user_erase(user=ann)
 
     text = _database_text()
-    for trace in (
+    media = _media_files(settings.MEDIA_ROOT)
+    traces = [
         "ann.erased@example.com",
         "Annabel Erasedottir",
         str(ann_things["conversation"].pk),
         f"uid-{ann_pk}-",
-    ):
+        *(str(upload.pk) for upload in ann_things["uploads"]),
+    ]
+    for trace in traces:
         assert trace not in text, f"{trace!r} is still in the database"
+        for name, content in media.items():
+            assert trace not in name and trace.encode() not in content, f"{trace!r} is still in {name}"
     assert not User.objects.filter(pk=ann_pk).exists()
-    assert not (settings.MEDIA_ROOT / ann_things["avatar"]).exists()
+    ann_files = [ann_things["avatar"], *(upload.file.name for upload in ann_things["uploads"])]
+    assert set(ann_files).isdisjoint(media)
+    assert b"Notes of Bob Keeper" in media[bob.uploads.get(conversation__isnull=False).file.name]
     # What Ann sent as an admin belongs to the people invited: kept, without her.
     ann_things["sent_invitation"].refresh_from_db()
     assert ann_things["sent_invitation"].created_by is None
@@ -157,11 +177,13 @@ def test_erasure_leaves_nothing_of_the_person_and_touches_nobody_else(
     assert (
         receipt["chat.Message"] == 2 and receipt["chat.Conversation"] == 1 and receipt["accounts.User"] == 1
     )
+    assert receipt["chat.Upload"] == 2
     assert receipt["sessions"] == 1 and receipt["admin.LogEntry (scrubbed)"] == 2  # Bob wrote two about Ann
     assert "Annabel" not in json.dumps(receipt) and "ann.erased" not in json.dumps(receipt)
 
 
-def test_export_holds_every_category_the_files_a_manifest_and_an_index(make_user, tmp_path):
+def test_export_holds_every_category_the_files_a_manifest_and_an_index(make_user, tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
     ann = make_user("ann@example.com", display_name="Ann")
     bob = make_user("bob@example.com", display_name="Bob")
     _fill_everything_for(ann, bob)
@@ -174,7 +196,13 @@ def test_export_holds_every_category_the_files_a_manifest_and_an_index(make_user
         messages = json.loads(archive.read("messages.json"))
         profile = json.loads(archive.read("profile.json"))
         index = archive.read("index.html").decode()
+        uploads = json.loads(archive.read("uploads.json"))
+        originals = {u["original_name"]: archive.read(f"files/{u['file']}") for u in uploads}
         assert any(name.startswith("files/avatars/") for name in names)
+    assert originals == {
+        "Ann.txt": b"Notes of Ann, ann@example.com",
+        "photo.png": uploaded("photo.png").read(),
+    }
     assert {c["name"] for c in manifest["categories"]} == {e.category for e in registry() if e.category}
     assert len(profile) == 1 and profile[0]["email"] == "ann@example.com"
     assert [m["content"] for m in messages] == ["I am Ann", "Hello!"]

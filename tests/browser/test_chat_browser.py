@@ -127,9 +127,9 @@ def reply_in_db(reply: Locator) -> Message:
     return Message.objects.get(pk=int(reply.get_attribute("data-message-id")))
 
 
-def screenshot(page: Page, name: str) -> None:
+def screenshot(page: Page, name: str, *, full_page: bool = False) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / f"{name}.png")
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=full_page)
 
 
 class BrowserTestCase(ChannelsLiveServerTestCase):
