@@ -103,7 +103,9 @@ def test_deleting_ones_account_needs_the_password_and_the_typed_word(client, use
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_restricted_account_can_read_and_export_but_nothing_new_is_processed(client, user, conversation):
+def test_a_restricted_account_can_read_and_export_but_nothing_new_is_processed(
+    client, user, conversation, short_replies
+):
     services.user_restrict(user=user, restricted=True)
     with pytest.raises(ChatError) as error:
         message_send(conversation=conversation, content="process this")
@@ -113,7 +115,12 @@ def test_a_restricted_account_can_read_and_export_but_nothing_new_is_processed(c
     client.post(reverse("accounts:export_start"))
     assert _status_when_done(client, ExportArchive.objects.get(user=user))["status"] == "ready"
     services.user_restrict(user=user, restricted=False)
-    message_send(conversation=conversation, content="process this")
+    _, reply = message_send(conversation=conversation, content="process this")
+    # Let the reply finish here: a generation outliving the test would write into the next one.
+    deadline = time.monotonic() + 60
+    while Message.objects.filter(pk=reply.pk, status__in=["queued", "streaming"]).exists():
+        assert time.monotonic() < deadline, "the reply did not finish"
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize(
