@@ -27,6 +27,18 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
 
 
+@pytest.fixture(autouse=True)
+def _no_generation_outlives_its_test():
+    """A reply some test left being written in this process would hold the one local
+    model and write into the next test's database: wait for the local pool to be idle."""
+    yield
+    from localai_site import tasks
+
+    pool = tasks._pools.get("local")
+    if pool is not None:
+        pool.submit(lambda: None).result(timeout=180)  # one thread, first in first out
+
+
 @pytest.fixture
 def make_user(db):
     def make(email: str | None = None, **extra) -> User:
