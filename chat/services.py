@@ -140,7 +140,7 @@ def _reply_start(conversation: Conversation, choice: ModelChoice, *announce: Mes
             _publish(message)
         from .tasks import generate_reply
 
-        task_enqueue(generate_reply, reply.pk, queue=choice.queue)
+        task_enqueue(generate_reply, reply.pk, queue=choice.queue())
 
     transaction.on_commit(after_commit)
     return reply
@@ -412,8 +412,10 @@ def secrets_rotate() -> int:
 def conversations_clear(*, user: User, local: bool) -> int:
     """Delete all of a person's conversations with local models (or with cloud ones)."""
     conversations = Conversation.objects.filter(owner=user)
-    conversations = conversations.filter(provider=Provider.LOCAL) if local else conversations.exclude(
-        provider=Provider.LOCAL
+    conversations = (
+        conversations.filter(provider=Provider.LOCAL)
+        if local
+        else conversations.exclude(provider=Provider.LOCAL)
     )
     for conversation in conversations.filter(messages__status__in=ACTIVE_STATUSES).distinct():
         reply_stop(conversation=conversation)

@@ -50,7 +50,9 @@ def serve(argv: list[str]) -> None:
 
 def worker(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="localai worker", description="Run a Celery worker.")
-    parser.add_argument("--queues", "-Q", default="local,cloud", help="comma-separated: local, cloud")
+    parser.add_argument(
+        "--queues", "-Q", default="local,cloud", help="comma-separated: local, cloud, downloads"
+    )
     parser.add_argument("--concurrency", "-c", type=int, default=None)
     parser.add_argument("--loglevel", "-l", default="info")
     parser.add_argument("--beat", action="store_true", help="also run the periodic-task scheduler")
@@ -62,16 +64,20 @@ def worker(argv: list[str]) -> None:
     if not settings.SCALED:
         sys.exit("localai worker needs REDIS_URL: in embedded mode replies run inside `localai serve`.")
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
-    unknown = set(queues) - {"local", "cloud", "default"}
+    unknown = set(queues) - {"local", "cloud", "downloads", "default"}
     if unknown:
-        sys.exit(f"Unknown queue(s): {', '.join(sorted(unknown))}. Use local, cloud.")
+        sys.exit(f"Unknown queue(s): {', '.join(sorted(unknown))}. Use local, cloud, downloads.")
     if "default" not in queues:
         queues.append("default")  # housekeeping, such as failing replies whose worker died
-    if queues == ["local", "default"]:
-        # llama.cpp already uses every core for one reply: one task at a time, in-process.
-        pool = ["--pool", "solo"]
-    else:
-        pool = ["--pool", "threads", "--concurrency", str(args.concurrency or 8)]
+    solo = queues == ["local", "default"]
+    if "local" in queues:
+        # This worker's own queue: replies for a model it holds are sent straight to it.
+        from models_hub.selectors import worker_queue_name
+
+        queues.append(worker_queue_name())
+    # A local-only worker: llama.cpp already uses every core for one reply, so one task
+    # at a time, in-process.
+    pool = ["--pool", "solo"] if solo else ["--pool", "threads", "--concurrency", str(args.concurrency or 8)]
     from localai_site.celery import app
 
     command = [
