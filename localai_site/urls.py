@@ -8,5 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("settings/", include("accounts.urls")),
+    path("hub/", include("models_hub.urls")),
     path("", include("chat.urls")),
 ]

@@ -170,7 +170,7 @@ def test_a_mirror_without_metadata_headers_is_checked_through_the_tree_api(hub, 
 
 def test_a_catalog_model_downloads_from_its_repository(hub, admin, hub_root):
     hub.add("Qwen/Qwen2.5-0.5B-Instruct-GGUF", "qwen2.5-0.5b-instruct-q4_k_m.gguf", hub_root / FILE)
-    model = services.model_install(slug="qwen2.5-0.5b-instruct", requested_by=admin)
+    model = services.model_install(slug="qwen2-5-0-5b-instruct", requested_by=admin)
     assert model.license == "apache-2.0" and model.hf_repo == "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
     model = settled(model)
     assert model.status == LocalModelStatus.READY, model.error
