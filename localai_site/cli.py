@@ -30,12 +30,14 @@ def serve(argv: list[str]) -> None:
     if not args.no_migrate:
         call_command("migrate", interactive=False, verbosity=0)
     from chat.services import replies_fail_stale
-    from models_hub.services import bundled_model_register
+    from models_hub.services import bundled_model_register, downloads_fail_stale
 
     bundled_model_register()
     if not settings.SCALED:
-        # Embedded replies ran in the process that just ended: none can still be alive.
+        # Embedded replies and downloads ran in the process that just ended: none can
+        # still be alive (a download can be resumed from its partial file).
         replies_fail_stale(everything=True)
+        downloads_fail_stale(everything=True)
 
     from daphne.cli import CommandLineInterface
 

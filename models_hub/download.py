@@ -34,7 +34,7 @@ from django.template.defaultfilters import filesizeformat
 from .gguf import looks_like_gguf, not_gguf_message
 from .machine import disk_free
 
-CHUNK = 1024 * 1024
+CHUNK = 4 * 1024 * 1024
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_REDIRECTS = 5
 USER_AGENT = "LocalAI-model-hub/1"
@@ -206,11 +206,6 @@ class _Partial:
         self.handle.seek(0)
         self.handle.truncate(0)
 
-    def write(self, view: memoryview) -> None:
-        """Runs on the writer thread; ``done`` is counted by the receiving thread."""
-        self.hasher.update(view)
-        self.handle.write(view)
-
 
 # Progress callback: (bytes received) -> whether to go on.
 Progress = Callable[[int], bool]
@@ -261,19 +256,34 @@ def _fetch_rest(remote: RemoteFile, state: _Partial, token: str, progress: Progr
         _stream(response, state, remote.size, progress)
 
 
+_BUFFERS = 3
+_FLUSH_EVERY = 64 * 1024 * 1024
+
+
 def _stream(response, state: _Partial, total: int, progress: Progress) -> None:
-    """Copy the body to the file through the hash. Receiving runs in this thread while
-    hashing and writing the previous chunk run in another: each releases the GIL, so on
-    two cores the download goes at the speed of the slower side, not of both added."""
-    buffers = (bytearray(CHUNK), bytearray(CHUNK))
+    """Copy the body to the file through the hash. Receiving, hashing and writing each
+    run on a thread of their own over a ring of buffers (all three release the GIL), so
+    a download goes at the speed of its slowest part rather than of all of them added."""
+    buffers = [bytearray(CHUNK) for _ in range(_BUFFERS)]
+    in_flight: list[tuple[Future, Future] | None] = [None] * _BUFFERS
     first = state.done == 0
     interval = settings.HUB_PROGRESS_INTERVAL_S
     last_report = time.monotonic()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="localai-hash") as writer:
-        pending: Future | None = None
+    # One thread each: the hash must see the chunks in order, and so must the file. A
+    # third flushes what is written to disk as the download goes, so the fsync before
+    # the file counts as downloaded has little left to do.
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="localai-hash") as hasher,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="localai-write") as writer,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="localai-flush") as flusher,
+    ):
+        flushing: Future | None = None
+        flushed_at = state.done
         index = 0
         try:
             while state.done < total:
+                _wait(in_flight[index])  # this buffer is free again
+                in_flight[index] = None
                 view = memoryview(buffers[index])[: min(CHUNK, total - state.done)]
                 try:
                     count = _read_full(response, view)
@@ -285,20 +295,31 @@ def _stream(response, state: _Partial, total: int, progress: Progress) -> None:
                     first = False
                     if not looks_like_gguf(bytes(view[:4])):
                         raise DownloadError(not_gguf_message(bytes(view[:4])))
-                if pending is not None:
-                    pending.result()  # the other buffer is free again
-                pending = writer.submit(state.write, view[:count])
+                chunk = view[:count]
+                in_flight[index] = (
+                    hasher.submit(state.hasher.update, chunk),
+                    writer.submit(state.handle.write, chunk),
+                )
                 state.done += count
-                index ^= 1
+                index = (index + 1) % _BUFFERS
+                if state.done - flushed_at >= _FLUSH_EVERY and (flushing is None or flushing.done()):
+                    flushed_at = state.done
+                    flushing = flusher.submit(os.fdatasync, state.handle.fileno())
                 now = time.monotonic()
                 if now - last_report >= interval:
                     last_report = now
                     if not progress(state.done):
                         raise DownloadCancelled
         finally:
-            if pending is not None:
-                pending.result()
+            for pending in in_flight:
+                _wait(pending)
     progress(state.done)
+
+
+def _wait(pending: tuple[Future, Future] | None) -> None:
+    if pending is not None:
+        for future in pending:
+            future.result()
 
 
 def _read_full(response: http.client.HTTPResponse, view: memoryview) -> int:

@@ -70,24 +70,55 @@ def not_gguf_message(first_bytes: bytes) -> str:
     return f"This is not a GGUF model file (it starts with {first_bytes[:4]!r}, not b'GGUF')."
 
 
+_TRUNCATED = "The file ends inside its GGUF header: it is truncated or damaged."
+_U64 = struct.Struct("<Q")
+
+
 class _Reader:
+    """Reads the header from memory, pulled from the file a megabyte at a time: a
+    vocabulary is ~100,000 small strings, too many for a file read each."""
+
     def __init__(self, handle: BinaryIO) -> None:
         self.handle = handle
+        self.data = b""
+        self.pos = 0
+
+    def _have(self, size: int) -> None:
+        if self.pos + size <= len(self.data):
+            return
+        more = self.handle.read(max(1024 * 1024, self.pos + size - len(self.data)))
+        self.data = self.data[self.pos :] + more
+        self.pos = 0
+        if len(self.data) < size:
+            raise GGUFError(_TRUNCATED)
 
     def take(self, size: int) -> bytes:
-        data = self.handle.read(size)
-        if len(data) != size:
-            raise GGUFError("The file ends inside its GGUF header: it is truncated or damaged.")
-        return data
+        self._have(size)
+        self.pos += size
+        return self.data[self.pos - size : self.pos]
 
     def unpack(self, fmt: str):
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+        size = struct.calcsize(fmt)
+        self._have(size)
+        self.pos += size
+        return struct.unpack_from(fmt, self.data, self.pos - size)[0]
 
     def string(self) -> str:
         length = self.unpack("<Q")
         if length > _MAX_STRING:
             raise GGUFError("The GGUF header holds an impossibly long string: the file is damaged.")
         return self.take(length).decode("utf-8", errors="replace")
+
+    def skip_strings(self, count: int) -> None:
+        """Strings passed over without being decoded or copied."""
+        unpack = _U64.unpack_from
+        for _ in range(count):
+            self._have(8)
+            length = unpack(self.data, self.pos)[0]
+            if length > _MAX_STRING:
+                raise GGUFError("The GGUF header holds an impossibly long string: the file is damaged.")
+            self._have(8 + length)
+            self.pos += 8 + length
 
     def value(self, kind: int, *, keep: bool = True):
         if kind in _SCALARS:
@@ -100,6 +131,9 @@ class _Reader:
                 raise GGUFError("The GGUF header holds an impossibly long list: the file is damaged.")
             if item_kind in _SCALARS and not keep:
                 self.take(struct.calcsize(_SCALARS[item_kind]) * count)  # skipped in one read
+                return None
+            if item_kind == _STRING and not keep:
+                self.skip_strings(count)
                 return None
             items = [self.value(item_kind, keep=keep) for _ in range(count)]
             return items if keep else None

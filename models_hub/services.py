@@ -362,12 +362,13 @@ def model_download_cancel(*, model: LocalModel) -> bool:
     return bool(cancelled)
 
 
-def downloads_fail_stale() -> int:
-    """Downloads whose worker stopped (a restart, a crash) become failed, ready to resume."""
-    stale = LocalModel.objects.filter(
-        status__in=DOWNLOAD_ACTIVE,
-        progress_at__lt=timezone.now() - timedelta(seconds=settings.HUB_STALE_AFTER_S),
-    )
+def downloads_fail_stale(*, everything: bool = False) -> int:
+    """Downloads whose worker stopped (a restart, a crash) become failed, ready to resume.
+    ``everything``: at start-up of the embedded server, whose downloads ran in the process
+    that just ended."""
+    stale = LocalModel.objects.filter(status__in=DOWNLOAD_ACTIVE)
+    if not everything:
+        stale = stale.filter(progress_at__lt=timezone.now() - timedelta(seconds=settings.HUB_STALE_AFTER_S))
     failed = 0
     for model in stale:
         if LocalModel.objects.filter(pk=model.pk, status=model.status, progress_at=model.progress_at).update(
