@@ -98,12 +98,16 @@ def heartbeat_start(queues: list[str]) -> None:
 
     key = f"{_WORKER_KEY}{socket.gethostname()}:{os.getpid()}"
 
+    def announce() -> None:
+        state_changed.clear()
+        # Redis away for a moment: readiness shows it; the next beat tries again.
+        with contextlib.suppress(Exception):
+            _redis().set(key, json.dumps(heartbeat_report(queues)), ex=_HEARTBEAT_TTL_S)
+
     def beat() -> None:
         while True:
-            state_changed.clear()
-            # Redis away for a moment: readiness shows it; the next beat tries again.
-            with contextlib.suppress(Exception):
-                _redis().set(key, json.dumps(heartbeat_report(queues)), ex=_HEARTBEAT_TTL_S)
             state_changed.wait(HEARTBEAT_EVERY_S)
+            announce()
 
+    announce()  # before the worker says it is ready: readiness must not lag behind it
     threading.Thread(target=beat, name="localai-heartbeat", daemon=True).start()
