@@ -155,7 +155,7 @@ def _reply_start(conversation: Conversation, choice: ModelChoice, *announce: Mes
             _publish(message)
         from .tasks import generate_reply
 
-        task_enqueue(generate_reply, reply.pk, queue=choice.queue)
+        task_enqueue(generate_reply, reply.pk, queue=choice.queue())
 
     transaction.on_commit(after_commit)
     return reply

@@ -10,13 +10,16 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat.realtime import BindPublisherLoop  # noqa: E402
-from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.routing import websocket_urlpatterns as chat_sockets  # noqa: E402
+from models_hub.routing import websocket_urlpatterns as hub_sockets  # noqa: E402
 
 application = BindPublisherLoop(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "websocket": AllowedHostsOriginValidator(
+                AuthMiddlewareStack(URLRouter([*chat_sockets, *hub_sockets]))
+            ),
         }
     )
 )

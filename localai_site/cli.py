@@ -30,12 +30,14 @@ def serve(argv: list[str]) -> None:
     if not args.no_migrate:
         call_command("migrate", interactive=False, verbosity=0)
     from chat.services import replies_fail_stale
-    from models_hub.services import bundled_model_register
+    from models_hub.services import bundled_model_register, downloads_fail_stale
 
     bundled_model_register()
     if not settings.SCALED:
-        # Embedded replies ran in the process that just ended: none can still be alive.
+        # Embedded replies and downloads ran in the process that just ended: none can
+        # still be alive (a download can be resumed from its partial file).
         replies_fail_stale(everything=True)
+        downloads_fail_stale(everything=True)
         from localai_site.schedule import EmbeddedScheduler
 
         EmbeddedScheduler().start()
@@ -53,7 +55,9 @@ def serve(argv: list[str]) -> None:
 
 def worker(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="localai worker", description="Run a Celery worker.")
-    parser.add_argument("--queues", "-Q", default="local,cloud", help="comma-separated: local, cloud")
+    parser.add_argument(
+        "--queues", "-Q", default="local,cloud", help="comma-separated: local, cloud, downloads"
+    )
     parser.add_argument("--concurrency", "-c", type=int, default=None)
     parser.add_argument("--loglevel", "-l", default="info")
     parser.add_argument("--beat", action="store_true", help="also run the periodic-task scheduler")
@@ -65,16 +69,20 @@ def worker(argv: list[str]) -> None:
     if not settings.SCALED:
         sys.exit("localai worker needs REDIS_URL: in embedded mode replies run inside `localai serve`.")
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
-    unknown = set(queues) - {"local", "cloud", "default"}
+    unknown = set(queues) - {"local", "cloud", "downloads", "default"}
     if unknown:
-        sys.exit(f"Unknown queue(s): {', '.join(sorted(unknown))}. Use local, cloud.")
+        sys.exit(f"Unknown queue(s): {', '.join(sorted(unknown))}. Use local, cloud, downloads.")
     if "default" not in queues:
         queues.append("default")  # housekeeping, such as failing replies whose worker died
-    if queues == ["local", "default"]:
-        # llama.cpp already uses every core for one reply: one task at a time, in-process.
-        pool = ["--pool", "solo"]
-    else:
-        pool = ["--pool", "threads", "--concurrency", str(args.concurrency or 8)]
+    solo = queues == ["local", "default"]
+    if "local" in queues:
+        # This worker's own queue: replies for a model it holds are sent straight to it.
+        from models_hub.selectors import worker_queue_name
+
+        queues.append(worker_queue_name())
+    # A local-only worker: llama.cpp already uses every core for one reply, so one task
+    # at a time, in-process.
+    pool = ["--pool", "solo"] if solo else ["--pool", "threads", "--concurrency", str(args.concurrency or 8)]
     from localai_site.celery import app
 
     command = [

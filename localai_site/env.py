@@ -80,3 +80,11 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} must be one of: {', '.join(choices)}.")
     return value
+
+
+def env_url(name: str, default: str) -> str:
+    """An http(s) URL without a trailing slash."""
+    value = env_str(name, default).strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"{name}={value!r} must be an http:// or https:// URL.")
+    return value

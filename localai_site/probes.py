@@ -41,15 +41,39 @@ def redis_ok() -> bool:
         return False
 
 
+def heartbeat_report(queues: list[str]) -> dict:
+    """What a worker announces: its queues, the models it holds and its machine."""
+    from models_hub.machine import machine_facts
+    from models_hub.runtime import loaded_summary
+
+    loaded = loaded_summary()
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "queues": queues,
+        "loaded": loaded,
+        "busy": any(model["in_use"] for model in loaded),
+        "machine": machine_facts().as_dict(),
+        "at": time.time(),
+    }
+
+
+def workers() -> list[dict]:
+    """The live workers' latest heartbeats (embedded mode: this process, which runs every queue)."""
+    if not settings.SCALED:
+        return [heartbeat_report(["local", "cloud", "downloads", "default"])]
+    client = _redis()
+    keys = sorted(client.scan_iter(match=f"{_WORKER_KEY}*", count=100))
+    return [json.loads(raw) for raw in client.mget(keys) if raw] if keys else []
+
+
 def workers_by_queue() -> dict[str, int]:
-    """Live workers per queue, from their heartbeats (embedded mode: this process)."""
+    """Live workers per queue, from their heartbeats."""
     if not settings.SCALED:
         return {"local": 1, "cloud": 1}
     counts = {"local": 0, "cloud": 0}
-    client = _redis()
-    for key in client.scan_iter(match=f"{_WORKER_KEY}*", count=100):
-        raw = client.get(key)
-        for queue in json.loads(raw)["queues"] if raw else []:
+    for worker in workers():
+        for queue in worker["queues"]:
             if queue in counts:
                 counts[queue] += 1
     return counts
@@ -68,15 +92,22 @@ def readiness() -> tuple[bool, dict]:
 
 
 def heartbeat_start(queues: list[str]) -> None:
-    """Announce this worker every few seconds while the process lives, even mid-reply."""
+    """Announce this worker every few seconds while the process lives, even mid-reply, and
+    at once when it loads, unloads, starts or stops using a model."""
+    from models_hub.runtime import state_changed
+
     key = f"{_WORKER_KEY}{socket.gethostname()}:{os.getpid()}"
-    value = json.dumps({"queues": queues, "pid": os.getpid(), "host": socket.gethostname()})
+
+    def announce() -> None:
+        state_changed.clear()
+        # Redis away for a moment: readiness shows it; the next beat tries again.
+        with contextlib.suppress(Exception):
+            _redis().set(key, json.dumps(heartbeat_report(queues)), ex=_HEARTBEAT_TTL_S)
 
     def beat() -> None:
         while True:
-            # Redis away for a moment: readiness shows it; the next beat tries again.
-            with contextlib.suppress(Exception):
-                _redis().set(key, value, ex=_HEARTBEAT_TTL_S)
-            time.sleep(HEARTBEAT_EVERY_S)
+            state_changed.wait(HEARTBEAT_EVERY_S)
+            announce()
 
+    announce()  # before the worker says it is ready: readiness must not lag behind it
     threading.Thread(target=beat, name="localai-heartbeat", daemon=True).start()

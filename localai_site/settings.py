@@ -15,7 +15,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from .env import env_bool, env_choice, env_float, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("LOCALAI_DATA_DIR", str(BASE_DIR / "data"))).resolve()
@@ -178,6 +178,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"expires": 3600},
     },
+    "fail-stale-downloads": {
+        "task": "models_hub.fail_stale_downloads",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -210,6 +215,25 @@ CLOUD_CONNECT_ATTEMPTS = env_int("CLOUD_CONNECT_ATTEMPTS", 3, minimum=1)
 LLAMA_THREADS = env_int("LLAMA_THREADS", len(os.sched_getaffinity(0)), minimum=1)
 LLAMA_CONTEXT = env_int("LLAMA_CONTEXT", 4096, minimum=256)
 LLAMA_GPU_LAYERS = env_int("LLAMA_GPU_LAYERS", 0, minimum=-1)
+# Memory a worker may fill with loaded models; the least recently used one is unloaded to
+# make room. 0: 80 % of the machine's (or the container's) memory.
+LOCAL_MODEL_MEMORY_MB = env_int("LOCAL_MODEL_MEMORY_MB", 0, minimum=0)
+# A loaded model unused for this long is unloaded (0: kept until room is needed).
+LOCAL_MODEL_IDLE_UNLOAD_S = env_int("LOCAL_MODEL_IDLE_UNLOAD_S", 1800, minimum=0)
+
+# --- Model hub --------------------------------------------------------------------------
+MODELS_DIR = Path(env_str("LOCALAI_MODELS_DIR", str(DATA_DIR / "models"))).resolve()
+# Hugging Face, or a mirror that answers the same way (/<repo>/resolve/<revision>/<file>).
+HF_ENDPOINT = env_url("HF_ENDPOINT", "https://huggingface.co")
+HUB_TIMEOUT_S = env_float("HUB_TIMEOUT_S", 30, minimum=1)
+# A dropped connection is resumed from where it broke this many times in a row.
+HUB_RETRIES = env_int("HUB_RETRIES", 5, minimum=0)
+# Disk space that must remain free after a download.
+HUB_DISK_RESERVE_MB = env_int("HUB_DISK_RESERVE_MB", 1024, minimum=0)
+# How often a download reports its progress (browsers, database, cancel check).
+HUB_PROGRESS_INTERVAL_S = env_float("HUB_PROGRESS_INTERVAL_MS", 500, minimum=50) / 1000
+# A download that made no progress for this long (its worker died) is marked failed.
+HUB_STALE_AFTER_S = env_int("HUB_STALE_AFTER_S", 120, minimum=10)
 
 # --- Privacy ----------------------------------------------------------------------------
 # How long each kind of record is kept, in days; enforced every hour and by

@@ -18,7 +18,7 @@ from django.db import close_old_connections, connections
 
 logger = logging.getLogger(__name__)
 
-_POOL_SIZES = {"local": 1, "cloud": 8, "default": 2}
+_POOL_SIZES = {"local": 1, "cloud": 8, "downloads": 2, "default": 2}
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 

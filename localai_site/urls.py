@@ -13,5 +13,6 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("settings/", include("accounts.urls")),
     path("privacy/", include(policy_urlpatterns)),
+    path("hub/", include("models_hub.urls")),
     path("", include("chat.urls")),
 ]

@@ -1,6 +1,17 @@
 from __future__ import annotations
 
-from .models import LocalModel, LocalModelStatus
+import os
+import socket
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from .catalog import CATALOG, CatalogEntry
+from .machine import Machine, disk_free, machine_facts, memory_needed
+from .models import HubSettings, LocalModel, LocalModelStatus
+from .runtime import load_spec_for
+
+WORKER_QUEUE_PREFIX = "local."
 
 
 def local_models_ready() -> list[LocalModel]:
@@ -14,3 +25,162 @@ def local_model_default() -> LocalModel | None:
 
 def local_model_get(*, slug: str) -> LocalModel | None:
     return LocalModel.objects.filter(slug=slug, status=LocalModelStatus.READY).first()
+
+
+def hub_settings_get() -> HubSettings:
+    return HubSettings.objects.get_or_create(pk=1)[0]
+
+
+# --- Workers ----------------------------------------------------------------------------
+
+
+def worker_queue_name() -> str:
+    """The queue only this worker process consumes."""
+    return f"{WORKER_QUEUE_PREFIX}{socket.gethostname()}.{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    host: str
+    pid: int
+    queues: list[str]
+    loaded: list[dict]
+    busy: bool
+    machine: dict
+
+    @property
+    def own_queue(self) -> str:
+        return next((q for q in self.queues if q.startswith(WORKER_QUEUE_PREFIX)), "")
+
+    @property
+    def shared_queues(self) -> list[str]:
+        return [q for q in self.queues if not q.startswith(WORKER_QUEUE_PREFIX) and q != "default"]
+
+    def holds(self, slug: str) -> bool:
+        return any(model["slug"] == slug for model in self.loaded)
+
+
+def workers_list() -> list[WorkerView]:
+    from localai_site.probes import workers
+
+    return [
+        WorkerView(
+            host=w["host"],
+            pid=w["pid"],
+            queues=w["queues"],
+            loaded=w.get("loaded", []),
+            busy=w.get("busy", False),
+            machine=w.get("machine", {}),
+        )
+        for w in workers()
+    ]
+
+
+def local_queue_for(model: LocalModel) -> str:
+    """A free worker that holds ``model`` answers at once; otherwise any local worker
+    takes the reply from the shared queue (and loads the model)."""
+    if not settings.SCALED:
+        return "local"
+    for worker in workers_list():
+        if worker.own_queue and not worker.busy and worker.holds(model.slug):
+            return worker.own_queue
+    return "local"
+
+
+# --- The hub page -----------------------------------------------------------------------
+
+
+@dataclass
+class Fit:
+    needed: int
+    label: str  # "fits", "tight", "too big"
+    text: str
+
+
+def fit_for(*, needed: int, machine: Machine) -> Fit:
+    from django.template.defaultfilters import filesizeformat
+
+    if needed <= machine.memory_budget:
+        return Fit(needed, "fits", f"Fits: needs about {filesizeformat(needed)}")
+    if needed <= machine.ram_total:
+        return Fit(
+            needed,
+            "tight",
+            f"Needs about {filesizeformat(needed)}, more than the {filesizeformat(machine.memory_budget)} "
+            "budget for models: others will be unloaded",
+        )
+    return Fit(
+        needed,
+        "too big",
+        f"Needs about {filesizeformat(needed)}; the machine has {filesizeformat(machine.ram_total)}",
+    )
+
+
+@dataclass
+class CatalogRow:
+    entry: CatalogEntry
+    model: LocalModel | None
+    fit: Fit
+
+
+@dataclass
+class InstalledRow:
+    model: LocalModel
+    fit: Fit
+    n_ctx: int
+    loaded_on: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HubPage:
+    machine: Machine
+    disk_free: int
+    catalog: list[CatalogRow]
+    installed: list[InstalledRow]
+    workers: list[WorkerView]
+    token_hint: str
+
+
+def hub_page() -> HubPage:
+    workers = workers_list()
+    # The machine the models run on: a local worker's (the largest, in scaled mode).
+    local = [w for w in workers if "local" in w.queues and w.machine]
+    machine = (
+        Machine(**max(local, key=lambda w: w.machine["memory_budget"]).machine) if local else machine_facts()
+    )
+    models = {model.slug: model for model in LocalModel.objects.order_by("-is_default", "name")}
+    default_ctx = settings.LLAMA_CONTEXT
+    catalog = [
+        CatalogRow(
+            entry=entry,
+            model=models.get(entry.slug),
+            fit=fit_for(
+                needed=memory_needed(
+                    size_bytes=entry.size_bytes,
+                    kv_bytes_per_token=entry.kv_bytes_per_token,
+                    n_ctx=min(entry.context_length, default_ctx),
+                ),
+                machine=machine,
+            ),
+        )
+        for entry in CATALOG
+    ]
+    installed = []
+    for model in models.values():
+        spec = load_spec_for(model)
+        installed.append(
+            InstalledRow(
+                model=model,
+                fit=fit_for(needed=spec.memory_bytes, machine=machine),
+                n_ctx=spec.n_ctx,
+                loaded_on=[f"{w.host}:{w.pid}" for w in workers if w.holds(model.slug)],
+            )
+        )
+    return HubPage(
+        machine=machine,
+        disk_free=disk_free(settings.MODELS_DIR),
+        catalog=catalog,
+        installed=installed,
+        workers=workers,
+        token_hint=hub_settings_get().access_token_hint,
+    )

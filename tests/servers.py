@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from models_hub.bundled import bundled_model_path
 
@@ -145,3 +150,197 @@ class _Handler(BaseHTTPRequestHandler):
         }  # fmt: skip
         self.wfile.write(f"data: {json.dumps(end)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
         self.wfile.flush()
+
+
+@dataclass
+class HubFile:
+    path: Path
+    size: int
+    sha256: str  # what the hub says the content's sha256 is
+    commit: str
+    key: str  # its name in storage
+
+
+class HubServer(ThreadingHTTPServer):
+    """A Hugging Face–style hub on loopback, answering the way huggingface.co does:
+
+    ``HEAD|GET /<repo>/resolve/<revision>/<file>`` redirects to storage on another host
+    name (``localhost`` instead of ``127.0.0.1``) with ``X-Linked-Etag`` (the sha256),
+    ``X-Linked-Size`` and ``X-Repo-Commit``; storage serves the bytes with ``Range``
+    support through ``sendfile``. ``/api/models/<repo>/tree/<revision>`` lists files.
+
+    Knobs for failures: ``rate`` (bytes/s), ``token`` (gated: 401 without it),
+    ``metadata_headers`` (False: a mirror that only has the tree API),
+    ``drop_at`` (cut the connection once at each of these offsets)."""
+
+    daemon_threads = True
+
+    def __init__(self, *, rate: int | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _HubHandler)
+        port = self.server_address[1]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.storage = f"http://localhost:{port}"
+        self.rate = rate
+        self.token: str | None = None
+        self.metadata_headers = True
+        self.drop_at: list[int] = []
+        self.files: dict[tuple[str, str], HubFile] = {}
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def add(self, repo: str, file: str, source: Path, *, sha256: str | None = None) -> HubFile:
+        """Serve ``source`` as ``repo``'s ``file``; ``sha256`` overrides what the hub claims."""
+        digest = hashlib.sha256()
+        with open(source, "rb") as handle:
+            while block := handle.read(4 * 1024 * 1024):
+                digest.update(block)
+        commit = hashlib.sha1(f"{repo}/{file}".encode()).hexdigest()
+        hub_file = HubFile(
+            Path(source), Path(source).stat().st_size, sha256 or digest.hexdigest(), commit, key=commit[:16]
+        )
+        self.files[(repo, file)] = hub_file
+        return hub_file
+
+    def by_key(self, key: str) -> HubFile | None:
+        return next((f for f in self.files.values() if f.key == key), None)
+
+    def record(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.requests.append(
+                {
+                    "method": handler.command,
+                    "path": handler.path,
+                    "host": handler.headers.get("Host", ""),
+                    "range": handler.headers.get("Range"),
+                    "authorization": handler.headers.get("Authorization"),
+                }
+            )
+
+    def ranges_asked(self) -> list[str | None]:
+        return [
+            r["range"] for r in self.requests if r["method"] == "GET" and r["path"].startswith("/storage/")
+        ]
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _HubHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: HubServer
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _empty(self, status: int, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_HEAD(self) -> None:
+        self.server.record(self)
+        self._resolve()
+
+    def do_GET(self) -> None:
+        self.server.record(self)
+        path = urllib.parse.urlsplit(self.path).path
+        if path.startswith("/storage/"):
+            self._serve(path.removeprefix("/storage/"))
+        elif path.startswith("/api/models/"):
+            self._tree(path.removeprefix("/api/models/"))
+        else:
+            self._resolve()
+
+    def _resolve(self) -> None:
+        parts = [urllib.parse.unquote(p) for p in urllib.parse.urlsplit(self.path).path.strip("/").split("/")]
+        if len(parts) < 5 or parts[2] != "resolve":
+            return self._empty(404)
+        repo, file = f"{parts[0]}/{parts[1]}", "/".join(parts[4:])
+        if self.server.token and self.headers.get("Authorization") != f"Bearer {self.server.token}":
+            return self._empty(401, {"X-Error-Code": "GatedRepo"})
+        hub_file = self.server.files.get((repo, file))
+        if hub_file is None:
+            return self._empty(404, {"X-Error-Code": "EntryNotFound"})
+        headers = {
+            "Location": f"{self.server.storage}/storage/{hub_file.key}",
+            "ETag": f'"{hub_file.sha256}"',
+        }
+        if self.server.metadata_headers:
+            headers |= {
+                "X-Linked-Etag": f'"{hub_file.sha256}"',
+                "X-Linked-Size": str(hub_file.size),
+                "X-Repo-Commit": hub_file.commit,
+            }
+        self._empty(302, headers)
+
+    def _tree(self, rest: str) -> None:
+        parts = [urllib.parse.unquote(p) for p in rest.strip("/").split("/")]
+        repo, folder = f"{parts[0]}/{parts[1]}", "/".join(parts[4:])
+        entries = [
+            {
+                "type": "file",
+                "path": file,
+                "size": f.size,
+                "lfs": {"oid": f.sha256, "size": f.size, "pointerSize": 134},
+            }
+            for (r, file), f in self.server.files.items()
+            if r == repo and file.rpartition("/")[0] == folder
+        ]
+        body = json.dumps(entries).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _serve(self, key: str) -> None:
+        hub_file = self.server.by_key(key)
+        if hub_file is None:
+            return self._empty(404)
+        size, start = hub_file.size, 0
+        asked = self.headers.get("Range", "")
+        if asked.startswith("bytes=") and asked.endswith("-"):
+            start = int(asked[6:-1])
+            if start >= size:
+                return self._empty(416, {"Content-Range": f"bytes */{size}"})
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        end = size
+        drops = [at for at in self.server.drop_at if start < at < size]
+        if drops:
+            end = drops[0]
+            self.server.drop_at.remove(end)
+        with open(hub_file.path, "rb") as handle:
+            self._send(handle.fileno(), start, end)
+        if end < size:
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+
+    def _send(self, fd: int, offset: int, end: int) -> None:
+        rate = self.server.rate
+        step = 64 * 1024 if rate else 8 * 1024 * 1024
+        began = time.monotonic()
+        sent = 0
+        try:
+            while offset < end:
+                count = os.sendfile(self.connection.fileno(), fd, offset, min(step, end - offset))
+                if count == 0:
+                    break
+                offset += count
+                sent += count
+                if rate:
+                    ahead = sent / rate - (time.monotonic() - began)
+                    if ahead > 0:
+                        time.sleep(ahead)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away (a cancelled download)

@@ -5,7 +5,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from localai_site.env import env_bool, env_choice, env_int, env_str
+from localai_site.env import env_bool, env_choice, env_int, env_str, env_url
 
 
 def test_env_bool_reads_common_spellings(monkeypatch):
@@ -98,3 +98,11 @@ def test_a_bad_value_stops_start_up_with_a_clear_message(tmp_path):
     result = _settings_in_subprocess(tmp_path, CHAT_MAX_TOKENS="lots")
     assert result.returncode != 0
     assert "CHAT_MAX_TOKENS='lots' is not a whole number" in result.stderr
+
+
+def test_env_url_wants_http_and_drops_the_trailing_slash(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.example.org/")
+    assert env_url("HF_ENDPOINT", "https://huggingface.co") == "https://hf-mirror.example.org"
+    monkeypatch.setenv("HF_ENDPOINT", "hf-mirror.example.org")
+    with pytest.raises(ImproperlyConfigured, match="HF_ENDPOINT='hf-mirror.example.org' must be an http"):
+        env_url("HF_ENDPOINT", "https://huggingface.co")

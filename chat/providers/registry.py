@@ -2,11 +2,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.conf import settings
-
 from chat.models import CloudModel, Provider
 from models_hub.models import LocalModel
-from models_hub.selectors import local_model_default, local_model_get, local_models_ready
+from models_hub.runtime import load_spec_for
+from models_hub.selectors import local_model_default, local_model_get, local_models_ready, local_queue_for
 
 from .base import ChatProvider, ProviderError
 
@@ -27,9 +26,10 @@ class ModelChoice:
     def is_local(self) -> bool:
         return self.provider == Provider.LOCAL
 
-    @property
     def queue(self) -> str:
-        return "local" if self.is_local else "cloud"
+        """Where its reply is made: cloud replies on the shared queue; local ones on the
+        queue of a worker that already holds the model, when one is free."""
+        return local_queue_for(self.local_model) if self.local_model is not None else "cloud"
 
 
 def _local_choice(model: LocalModel) -> ModelChoice:
@@ -38,8 +38,7 @@ def _local_choice(model: LocalModel) -> ModelChoice:
         label=model.name,
         provider=Provider.LOCAL,
         provider_name="This instance",
-        # What the runtime actually loads (models_hub.runtime.load_spec_for).
-        context_length=min(model.context_length, settings.LLAMA_CONTEXT),
+        context_length=load_spec_for(model).n_ctx,  # what the runtime actually loads
         local_model=model,
     )
 

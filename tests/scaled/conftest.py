@@ -24,7 +24,7 @@ def _database_url() -> str:
 class WorkerProcess:
     """A real `localai worker` process, as docker-compose runs it."""
 
-    def __init__(self, log_path: Path, **env: str) -> None:
+    def __init__(self, log_path: Path, queues: str = "local", **env: str) -> None:
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -32,7 +32,7 @@ class WorkerProcess:
                 str(Path(sys.executable).parent / "localai"),
                 "worker",
                 "--queues",
-                "local",
+                queues,
                 "--loglevel",
                 "info",
             ],

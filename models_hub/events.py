@@ -1,0 +1,29 @@
+"""The frames the hub's socket sends (see static/models_hub/hub.js)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import LocalModel
+
+HUB_GROUP = "hub"
+
+
+def model_event(
+    model: LocalModel, *, speed_bps: float | None = None, eta_s: float | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "model",
+        "slug": model.slug,
+        "status": model.status,
+        "status_label": model.get_status_display(),
+        "downloaded_bytes": model.downloaded_bytes,
+        "size_bytes": model.size_bytes,
+        "error": model.error,
+        "speed_bps": None if speed_bps is None else round(speed_bps),
+        "eta_s": None if eta_s is None else round(eta_s),
+    }
+
+
+def removed_event(slug: str) -> dict[str, Any]:
+    return {"type": "removed", "slug": slug}

@@ -1,0 +1,14 @@
+from localai_site.privacy import Erase, PersonalData, register
+
+from .models import LocalModel
+
+register(
+    PersonalData(
+        LocalModel,
+        owner="requested_by",
+        purpose="Models you installed as an admin; they belong to the instance.",
+        category="installed_models",
+        fields=("slug", "name", "source", "status", "created_at", "ready_at"),
+        erase=Erase.UNLINK,
+    ),
+)

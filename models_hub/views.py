@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from . import selectors, services
+from .forms import AddModelForm, ModelSettingsForm, TokenForm
+from .models import LocalModel
+from .permissions import can_manage_models
+
+
+def admin_only(view):
+    """Installing, configuring and deleting is for admins: others get 403."""
+
+    @login_required
+    def wrapped(request, *args, **kwargs):
+        if not can_manage_models(request.user):
+            raise PermissionDenied("Only admins manage the models of this instance.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _model(slug: str) -> LocalModel:
+    return get_object_or_404(LocalModel, slug=slug)
+
+
+def _done(request, action, success: str):
+    """Run a service call; its refusal becomes the page's error message."""
+    try:
+        result = action()
+    except services.HubError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, success.format(model=result))
+    return redirect("hub:index")
+
+
+@login_required
+def hub(request):
+    if not can_manage_models(request.user):
+        return render(request, "models_hub/installed.html", {"models": selectors.local_models_ready()})
+    services.downloads_fail_stale()
+    page = selectors.hub_page()
+    context = {
+        "page": page,
+        "add_form": AddModelForm(),
+        "token_form": TokenForm(),
+        "installed": [
+            (row, ModelSettingsForm(instance=row.model, prefix=row.model.slug)) for row in page.installed
+        ],
+    }
+    return render(request, "models_hub/hub.html", context)
+
+
+@require_POST
+@admin_only
+def install(request, slug):
+    return _done(
+        request,
+        lambda: services.model_install(slug=slug, requested_by=request.user),
+        "{model} is being downloaded.",
+    )
+
+
+@require_POST
+@admin_only
+def add(request):
+    form = AddModelForm(request.POST)
+    if not form.is_valid():
+        for error in form.non_field_errors() or [e for errors in form.errors.values() for e in errors]:
+            messages.error(request, error)
+        return redirect("hub:index")
+    data = form.cleaned_data
+    if data["source"] == "path":
+        return _done(
+            request,
+            lambda: services.model_add_from_path(
+                path=data["path"], name=data["name"], requested_by=request.user
+            ),
+            "{model} was added and is ready to use.",
+        )
+    return _done(
+        request,
+        lambda: services.model_add_from_hub(
+            repo=data["repo"],
+            file=data["file"],
+            revision=data["revision"],
+            name=data["name"],
+            requested_by=request.user,
+        ),
+        "{model} is being downloaded.",
+    )
+
+
+@require_POST
+@admin_only
+def cancel(request, slug):
+    model = _model(slug)
+    services.model_download_cancel(model=model)
+    messages.success(request, f"The download of {model} was cancelled; resume it any time.")
+    return redirect("hub:index")
+
+
+@require_POST
+@admin_only
+def resume(request, slug):
+    model = _model(slug)
+    return _done(
+        request,
+        lambda: services.model_download_start(model=model, requested_by=request.user),
+        "The download of {model} goes on.",
+    )
+
+
+@require_POST
+@admin_only
+def delete(request, slug):
+    model = _model(slug)
+    return _done(request, lambda: services.model_delete(model=model) or model, "{model} was deleted.")
+
+
+@require_POST
+@admin_only
+def model_settings(request, slug):
+    model = _model(slug)
+    form = ModelSettingsForm(request.POST, instance=LocalModel.objects.get(pk=model.pk), prefix=model.slug)
+    if not form.is_valid():
+        messages.error(
+            request, "Check the settings: " + "; ".join(e for es in form.errors.values() for e in es)
+        )
+        return redirect("hub:index")
+    data = form.cleaned_data
+    return _done(
+        request,
+        lambda: services.model_settings_update(
+            model=model,
+            n_ctx=data["n_ctx"],
+            n_gpu_layers=data["n_gpu_layers"],
+            n_threads=data["n_threads"],
+            chat_template_override=data["chat_template_override"],
+        ),
+        "The settings of {model} were saved; workers use them from its next reply.",
+    )
+
+
+@require_POST
+@admin_only
+def make_default(request, slug):
+    model = _model(slug)
+    return _done(request, lambda: services.model_make_default(model=model), "New chats start with {model}.")
+
+
+@require_POST
+@admin_only
+def token(request):
+    form = TokenForm(request.POST)
+    form.is_valid()
+    value = form.cleaned_data.get("token", "")
+    services.hub_token_set(token=value)
+    messages.success(request, "The access token was saved." if value else "The access token was removed.")
+    return redirect("hub:index")
