@@ -344,14 +344,15 @@ def download_complete(*, model: LocalModel, info: GGUFInfo, path: Path) -> Local
         "error": "",
         "ready_at": timezone.now(),
     }
-    if not LocalModel.objects.filter(pk=model.pk, status=LocalModelStatus.VERIFYING).update(**fields):
-        path.unlink(missing_ok=True)  # deleted meanwhile
-        return model
+    with transaction.atomic():  # whoever sees the model ready also sees it counted
+        if not LocalModel.objects.filter(pk=model.pk, status=LocalModelStatus.VERIFYING).update(**fields):
+            path.unlink(missing_ok=True)  # deleted meanwhile
+            return model
+        usage_record(
+            user=model.requested_by, name=UsageEventName.MODEL_DOWNLOADED, model=model.slug, provider="local"
+        )
     model.refresh_from_db()
     _publish(model)
-    usage_record(
-        user=model.requested_by, name=UsageEventName.MODEL_DOWNLOADED, model=model.slug, provider="local"
-    )
     return model
 
 

@@ -1,4 +1,3 @@
-import threading
 import time
 from datetime import timedelta
 
@@ -7,7 +6,7 @@ from django.utils import timezone
 
 from chat import live, selectors, services
 from chat.errors import ChatError
-from chat.models import Message, MessageStatus, Role
+from chat.models import ACTIVE_STATUSES, Message, MessageStatus, Role
 from models_hub.runtime import load_spec_for, model_in_use
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -104,14 +103,16 @@ def test_stop_before_any_worker_starts_ends_the_reply_at_once(conversation):
 @pytest.mark.django_db(transaction=True)
 def test_stop_while_streaming_keeps_the_text_so_far(conversation, settings):
     settings.CHAT_MAX_TOKENS = 400
+    # Committed at once (a transactional test): the in-process pool starts the reply, as
+    # the embedded server would.
     _, reply = _send(conversation, "Write a very long story about a dragon.")
-    worker = threading.Thread(target=services.reply_generate, kwargs={"message_id": reply.pk})
-    worker.start()
     deadline = time.monotonic() + 60
     while not live.live_texts_get([reply.pk]) and time.monotonic() < deadline:
         time.sleep(0.02)
     services.reply_stop(conversation=conversation)
-    worker.join(timeout=60)
+    while Message.objects.filter(pk=reply.pk, status__in=ACTIVE_STATUSES).exists():
+        assert time.monotonic() < deadline + 60, "the reply did not stop"
+        time.sleep(0.05)
     reply.refresh_from_db()
     assert reply.status == MessageStatus.STOPPED
     assert reply.content.strip()
