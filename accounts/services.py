@@ -89,7 +89,9 @@ def signup_consents_record(*, user: User, analytics: bool) -> None:
         consent_set(user=user, purpose=ConsentPurpose.ANALYTICS, given=True, source=ConsentSource.SIGNUP)
 
 
+@transaction.atomic
 def policy_reviewed(*, user: User, source: ConsentSource = ConsentSource.POLICY_REVIEW) -> None:
+    """The person read the version in force; they are not asked about it again."""
     current = policy_current()
     consent_set(user=user, purpose=ConsentPurpose.PRIVACY_POLICY, given=True, source=source)
     user.policy_version_reviewed = current.version if current else 0
@@ -100,14 +102,13 @@ def policy_reviewed(*, user: User, source: ConsentSource = ConsentSource.POLICY_
 def policy_publish(*, body: str, summary: str, significant: bool, published_by: User | None) -> PolicyVersion:
     """Publish the next version; a significant one is put before everyone on their next visit."""
     latest = PolicyVersion.objects.select_for_update().order_by("-version").first()
-    policy = PolicyVersion.objects.create(
+    return PolicyVersion.objects.create(
         version=(latest.version if latest else 0) + 1,
         body=body,
         summary=summary,
         significant=significant,
         published_by=published_by,
     )
-    return policy
 
 
 # --- Data-subject rights: export and erasure, over the personal-data registry -----------
