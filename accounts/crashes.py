@@ -8,6 +8,7 @@ addresses, ids in paths and anything that looks like a secret are replaced.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -117,6 +118,18 @@ class CrashReportHandler(logging.Handler):
         # failed: the write would fail too and hide the original error.
         if not apps.ready or connection.needs_rollback:
             return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._save(record)
+        else:
+            # In an event loop (a consumer, the server): the ORM is not allowed there, and
+            # the loop must not wait for a write; a thread of its own stores the report.
+            threading.Thread(target=self._save, args=(record, True), daemon=True).start()
+
+    def _save(self, record: logging.LogRecord, own_thread: bool = False) -> None:
+        from django.db import connections
+
         self._busy.active = True
         try:
             crash_report_save(record=record)
@@ -124,3 +137,5 @@ class CrashReportHandler(logging.Handler):
             self.handleError(record)
         finally:
             self._busy.active = False
+            if own_thread:
+                connections.close_all()

@@ -198,3 +198,23 @@ def test_admins_browse_crash_reports_and_see_how_often_each_happened(client, mak
     report = CrashReport.objects.first()
     detail = client.get(reverse("admin:accounts_crashreport_change", args=[report.pk])).content.decode()
     assert "_crash" in detail
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_inside_the_event_loop_is_stored_without_blocking_it():
+    import asyncio
+    import time
+
+    async def consumer_that_fails():
+        try:
+            _crash("carol@example.com")
+        except ValueError:
+            logging.getLogger("django.channels").exception("Consumer failed")
+
+    asyncio.run(consumer_that_fails())
+    deadline = time.monotonic() + 10
+    while not CrashReport.objects.exists():
+        assert time.monotonic() < deadline, "no crash report was stored"
+        time.sleep(0.05)
+    report = CrashReport.objects.get()
+    assert report.exception_type == "builtins.ValueError" and "carol" not in report.message
