@@ -302,11 +302,19 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 class CrashReportAdmin(admin.ModelAdmin):
     """Errors kept on this instance (scrubbed), deleted after the retention period."""
 
-    list_display = ["created_at", "exception_type", "short_message", "source", "request_path", "occurrences"]
+    list_display = ["created_at", "exception_type", "short_message", "source", "occurrences", "request_path"]
     list_filter = ["source", "exception_type", "release"]
     search_fields = ["message", "exception_type", "request_path", "fingerprint"]
     date_hierarchy = "created_at"
-    readonly_fields = [field.name for field in CrashReport._meta.fields]
+    fields = [
+        "created_at", "exception_type", "message", "traceback_shown", "source", "logger",
+        "request_method", "request_path", "release", "fingerprint",
+    ]  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="Traceback")
+    def traceback_shown(self, obj: CrashReport) -> str:
+        return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', obj.traceback)
 
     def get_queryset(self, request):
         same = CrashReport.objects.filter(fingerprint=OuterRef("fingerprint")).values("fingerprint")
