@@ -27,10 +27,11 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 # Dependencies first, from pyproject.toml alone: editing the code then does not redo the
 # several-minute llama-cpp-python compile.
-COPY pyproject.toml ./
+# The versions are the ones CI tested (constraints.txt).
+COPY pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+    && pip install -c constraints.txt -r /tmp/requirements.txt
 
 COPY . .
 # templates/ and static/ sit outside every package, so the wheel leaves them out, yet

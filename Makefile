@@ -9,7 +9,16 @@ PORT ?= 8000
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/13
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/localai
 
-.PHONY: run install install-test test test-embedded test-scaled lint bench clean
+# Every install takes the exact versions in constraints.txt, the ones CI ran.
+PIP_INSTALL := $(BIN)/pip install --quiet -c constraints.txt
+# How llama-cpp-python compiles llama.cpp (it builds from source on install). Native: for the
+# CPU of the machine that builds it, which is the one that runs it. For an NVIDIA GPU:
+#   make install CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_CUDA=ON"   (then `make llama-rebuild`
+# if it was built before: pip reuses a cached wheel whatever the flags).
+CMAKE_ARGS ?= -DGGML_NATIVE=ON
+export CMAKE_ARGS
+
+.PHONY: run install install-test test test-embedded test-scaled lint bench clean llama-rebuild
 
 run: install
 	$(BIN)/localai serve --host $(HOST) --port $(PORT)
@@ -18,14 +27,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip wheel
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	@echo "Installing LocalAI (llama-cpp-python compiles once, about 5 minutes; pip caches it)…"
-	$(BIN)/pip install --quiet -e .
+	$(PIP_INSTALL) -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml constraints.txt $(VENV)/.installed
+	$(PIP_INSTALL) -e '.[test]'
 	touch $@
+
+# Compile llama-cpp-python again with the current CMAKE_ARGS, past pip's wheel cache.
+llama-rebuild: | $(BIN)/python
+	$(PIP_INSTALL) --force-reinstall --no-cache-dir --no-deps llama-cpp-python
 
 install: $(VENV)/.installed
 

@@ -1,15 +1,20 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from redis import RedisError
 
 from . import selectors, services
 from .errors import ChatError
-from .events import error_event, sync_event
+from .events import error_event, message_event, sync_event
 from .frames import ClientFrame, EditFrame, RegenerateFrame, SendFrame, StopFrame, frame_parse
+from .models import Message, MessageStatus
 from .realtime import EVENT_TYPE
+
+logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -37,7 +42,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if self.conversation is not None:
-            await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
+            try:
+                await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
+            except (RedisError, OSError) as exc:
+                logger.warning("Could not leave %s (Redis is down): %s", self.conversation.group_name, exc)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -50,17 +58,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _handle(self, frame: ClientFrame) -> None:
         if isinstance(frame, SendFrame):
-            await database_sync_to_async(services.message_send)(
+            user_message, reply = await database_sync_to_async(services.message_send)(
                 conversation=self.conversation, content=frame.content, model_id=frame.model
             )
+            await self._tell_if_not_queued(user_message, reply)
         elif isinstance(frame, RegenerateFrame):
-            await database_sync_to_async(services.reply_regenerate)(
+            reply = await database_sync_to_async(services.reply_regenerate)(
                 conversation=self.conversation, message_id=frame.message_id
             )
+            await self._tell_if_not_queued(reply)
         elif isinstance(frame, EditFrame):
-            await database_sync_to_async(services.message_edit)(
+            reply = await database_sync_to_async(services.message_edit)(
                 conversation=self.conversation, message_id=frame.message_id, content=frame.content
             )
+            await self._tell_if_not_queued(reply)
         elif isinstance(frame, StopFrame):
             stopped = await database_sync_to_async(services.reply_stop)(
                 conversation=self.conversation, message_id=frame.message_id
@@ -72,6 +83,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 conversation=self.conversation, message_ids=frame.message_ids
             )
             await self._send_json(sync_event(state))
+
+    async def _tell_if_not_queued(self, *messages: Message) -> None:
+        """A reply that could not be queued failed because Redis is down, and so are the live
+        events that would show it: this socket hears it straight from here."""
+        reply = messages[-1]
+        if reply.status != MessageStatus.FAILED:
+            return
+        for message in messages:
+            await self._send_json(message_event(message))
+        await self._send_json(error_event(code="queue_unreachable", error=reply.error))
 
     async def dispatch(self, message: dict) -> None:
         # Live events touch no database: skip the per-message hop to a thread that

@@ -7,16 +7,24 @@ mid-reply can catch up before the next database save.
 Each batch of a reply is one call here: store the text so far, send the delta to the
 conversation's sockets, read the stop flag. Scaled mode does that in one Redis round
 trip from the generating thread; embedded mode keeps the state in this process.
+
+All of it is a speed-up over the database, so while Redis is down every call here
+degrades instead of raising: a reply keeps generating and saving, reads answer "nothing
+live" (callers fall back to the saved text), and Stop is also recorded in the database
+(``Message.stop_requested_at``, see ``chat.services.reply_stop``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from functools import cache
 
 from django.conf import settings
 
 from .realtime import publisher, redis_pubsub_message
+
+logger = logging.getLogger(__name__)
 
 _TTL_S = 60 * 60
 
@@ -30,6 +38,8 @@ def _stop_key(message_id: int) -> str:
 
 
 class _MemoryStore:
+    errors: tuple[type[Exception], ...] = ()  # nothing here can be unreachable
+
     def __init__(self) -> None:
         self._values: dict[str, object] = {}
         self._lock = threading.Lock()
@@ -68,8 +78,10 @@ class _RedisStore:
     def __init__(self, url: str) -> None:
         import redis
 
+        self.errors = (redis.RedisError,)
         self._url = url
-        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        # A short connect timeout: an unreachable Redis must not hold up a page or a reply.
+        self._redis = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1)
         self._per_thread = threading.local()
 
     def _batch_script(self):
@@ -79,7 +91,9 @@ class _RedisStore:
         if script is None:
             import redis
 
-            client = redis.Redis.from_url(self._url, decode_responses=True, single_connection_client=True)
+            client = redis.Redis.from_url(
+                self._url, decode_responses=True, single_connection_client=True, socket_connect_timeout=1
+            )
             script = self._per_thread.script = client.register_script(_BATCH_SCRIPT)
         return script
 
@@ -105,23 +119,77 @@ def _store() -> _MemoryStore | _RedisStore:
     return _RedisStore(settings.REDIS_URL) if settings.SCALED else _MemoryStore()
 
 
+# Replies whose batches have already logged that Redis is unreachable: once per reply, not
+# twenty times a second.
+_unreachable_warned: set[int] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_unreachable(message_id: int, doing: str, exc: Exception) -> None:
+    with _warned_lock:
+        if message_id in _unreachable_warned:
+            return
+        _unreachable_warned.add(message_id)
+    logger.warning(
+        "Redis cannot be reached while %s for reply %s; it goes on from the database: %s",
+        doing,
+        message_id,
+        exc,
+    )
+
+
 def batch_send(*, message_id: int, text: str, group: str, delta: dict) -> bool:
-    """Store the reply so far and send ``delta`` to ``group``; answers whether Stop was pressed."""
-    return _store().batch_send(message_id, text, group, delta)
+    """Store the reply so far and send ``delta`` to ``group``; answers whether Stop was pressed
+    (False while Redis is down: the worker reads Stop from the database then)."""
+    store = _store()
+    try:
+        return store.batch_send(message_id, text, group, delta)
+    except store.errors as exc:
+        _warn_unreachable(message_id, "sending a batch", exc)
+        return False
 
 
 def live_texts_get(message_ids: list[int]) -> dict[int, str]:
-    values = _store().get_many([_live_key(pk) for pk in message_ids])
+    """The live text of the replies that have one; none while Redis is down."""
+    store = _store()
+    try:
+        values = store.get_many([_live_key(pk) for pk in message_ids])
+    except store.errors as exc:
+        logger.warning("Redis cannot be reached; showing the saved text of replies %s: %s", message_ids, exc)
+        return {}
     return {pk: value for pk, value in zip(message_ids, values, strict=True) if value is not None}
 
 
-def stop_request(message_id: int) -> None:
-    _store().set(_stop_key(message_id), "1")
+def stop_request(message_id: int) -> bool:
+    """Raise the stop flag; answers False when Redis cannot be reached."""
+    store = _store()
+    try:
+        store.set(_stop_key(message_id), "1")
+    except store.errors as exc:
+        logger.warning(
+            "Redis cannot be reached; Stop of reply %s is in the database only: %s", message_id, exc
+        )
+        return False
+    return True
 
 
 def stop_requested(message_id: int) -> bool:
-    return bool(_store().get_many([_stop_key(message_id)])[0])
+    store = _store()
+    try:
+        return bool(store.get_many([_stop_key(message_id)])[0])
+    except store.errors as exc:
+        _warn_unreachable(message_id, "reading the stop flag", exc)
+        return False
 
 
 def live_state_clear(message_id: int) -> None:
-    _store().delete(_live_key(message_id), _stop_key(message_id))
+    """Forget a finished reply's live state (it expires by itself if Redis is down now)."""
+    with _warned_lock:
+        _unreachable_warned.discard(message_id)
+    store = _store()
+    try:
+        store.delete(_live_key(message_id), _stop_key(message_id))
+    except store.errors as exc:
+        logger.warning(
+            "Redis cannot be reached; the live state of reply %s expires by itself: %s", message_id, exc
+        )

@@ -153,6 +153,9 @@ class Message(models.Model):
     # Written by the generating worker at every save: how the app tells a live reply from
     # one whose worker died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When Stop was pressed: the generating worker reads it from here too, so Stop works
+    # while the shared store (Redis) cannot be reached.
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -6,7 +6,8 @@ loop that sends them one after another, so they arrive in the order they were ma
 The loop is the server's own in the web process (bound by ``bind_event_loop`` in the
 ASGI app; the in-memory layer of embedded mode only works there) and a private
 background loop elsewhere (Celery workers), which keeps one Redis connection pool alive
-instead of starting a loop per send.
+instead of starting a loop per send. While Redis is down events are dropped with a
+warning (the database is the truth; a socket catches up with ``sync``).
 """
 
 from __future__ import annotations
@@ -89,13 +90,24 @@ class GroupPublisher:
 
     @staticmethod
     async def _drain(queue: asyncio.Queue) -> None:
+        from redis import RedisError
+
         layer = get_channel_layer()
+        unreachable = False  # warn once per outage, not once per event
         while True:
             group, event = await queue.get()
             try:
                 await layer.group_send(group, event)
+            except (RedisError, OSError) as exc:
+                if not unreachable:
+                    logger.warning("Redis cannot be reached; live events are dropped until it is: %s", exc)
+                unreachable = True
             except Exception:
                 logger.exception("Could not send a live event to %s", group)
+            else:
+                if unreachable:
+                    logger.info("Redis can be reached again; live events go out")
+                unreachable = False
             finally:
                 queue.task_done()
 

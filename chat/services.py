@@ -16,7 +16,7 @@ from accounts.models import UsageEventName, User
 from accounts.selectors import instance_settings_get
 from localai_site.crypto import secret_encrypt, secret_hint, secret_rotate
 from localai_site.files import files_delete_after_commit
-from localai_site.tasks import task_enqueue
+from localai_site.tasks import TaskQueueUnavailable, task_enqueue
 
 from . import live
 from .errors import ChatError
@@ -36,7 +36,7 @@ from .models import (
 from .providers import ChatTurn, GenerationParams, ModelChoice, ProviderError, model_resolve, provider_for
 from .realtime import publisher
 from .selectors import persona_get_visible
-from .streaming import ReplyWriter
+from .streaming import ReplyHeartbeat, ReplyWriter
 from .uploads import upload_kind
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,18 @@ logger = logging.getLogger(__name__)
 TITLE_CHARS = 60
 # What a chat template adds around each message (role markers, separators), in tokens.
 TURN_OVERHEAD_TOKENS = 8
+COUNT_BATCH = 32  # messages whose tokens are counted in one call
+_FINAL_FIELDS = (
+    "content",
+    "status",
+    "error",
+    "ttft_ms",
+    "duration_ms",
+    "finished_at",
+    "prompt_tokens",
+    "completion_tokens",
+    "omitted_turns",
+)
 
 
 def cloud_allowed(user: User) -> bool:
@@ -60,6 +72,12 @@ def _model_choose(*, user: User, model_id: str | None) -> ModelChoice:
         if user.local_only:
             raise ChatError("local_only", "Your account is set to local models only (Settings → Privacy).")
         raise ChatError("cloud_off", "Cloud providers are turned off on this instance.")
+    if choice.local_model is not None and choice.local_model.unhealthy_reason:
+        raise ChatError(
+            "model_unhealthy",
+            f"{choice.label} is switched off: {choice.local_model.unhealthy_reason} "
+            "An admin can check it again on the Models page; pick another model meanwhile.",
+        )
     return choice
 
 
@@ -140,6 +158,11 @@ def _lock_idle(conversation: Conversation) -> Conversation:
     return locked
 
 
+QUEUE_UNREACHABLE = (
+    "The task queue (Redis) cannot be reached, so no worker could take this reply. Try again in a moment."
+)
+
+
 def _reply_start(conversation: Conversation, choice: ModelChoice, *announce: Message) -> Message:
     """Create the empty reply; after commit, show it and hand it to a worker."""
     reply = Message.objects.create(
@@ -155,7 +178,19 @@ def _reply_start(conversation: Conversation, choice: ModelChoice, *announce: Mes
             _publish(message)
         from .tasks import generate_reply
 
-        task_enqueue(generate_reply, reply.pk, queue=choice.queue())
+        try:
+            task_enqueue(generate_reply, reply.pk, queue=choice.queue())
+        except TaskQueueUnavailable as exc:
+            # No worker will ever see it: say so now rather than leave it queued. The caller
+            # reads the failure from ``reply`` (the socket tells its browser directly: the
+            # live events go through Redis too).
+            logger.warning("Reply %s could not be queued: %s", reply.pk, exc)
+            now = timezone.now()
+            if Message.objects.filter(pk=reply.pk, status=MessageStatus.QUEUED).update(
+                status=MessageStatus.FAILED, error=QUEUE_UNREACHABLE, finished_at=now
+            ):
+                reply.status, reply.error, reply.finished_at = MessageStatus.FAILED, QUEUE_UNREACHABLE, now
+                _publish(reply)
 
     transaction.on_commit(after_commit)
     return reply
@@ -267,19 +302,24 @@ def _history(reply: Message) -> list[ChatTurn]:
 def _prompt_for(reply: Message, provider, context_length: int, max_tokens: int) -> tuple[list[ChatTurn], int]:
     """The persona's system prompt and as much recent history as fits the context window.
 
-    Returns the turns and how many older ones were left out.
+    Returns the turns and how many older ones were left out. Tokens are counted newest
+    first, a few dozen messages per call: a local model counts in its runner process.
     """
     persona = reply.conversation.persona
     system = [ChatTurn(role=Role.SYSTEM, content=persona.system_prompt)] if persona else []
     history = _history(reply)
-    budget = context_length - max_tokens - sum(provider.token_count(t.content) for t in system)
+    budget = context_length - max_tokens - sum(provider.token_counts([t.content for t in system]))
     kept: list[ChatTurn] = []
-    for turn in reversed(history):
-        cost = provider.token_count(turn.content) + TURN_OVERHEAD_TOKENS
-        if kept and cost > budget:
-            break  # the newest message always goes, even alone; the model says if it is too long
-        kept.append(turn)
-        budget -= cost
+    newest_first = history[::-1]
+    for start in range(0, len(newest_first), COUNT_BATCH):
+        batch = newest_first[start : start + COUNT_BATCH]
+        for turn, tokens in zip(batch, provider.token_counts([t.content for t in batch]), strict=True):
+            cost = tokens + TURN_OVERHEAD_TOKENS
+            if kept and cost > budget:
+                # The newest message always goes, even alone; the model says if it is too long.
+                return system + kept[::-1], len(history) - len(kept)
+            kept.append(turn)
+            budget -= cost
     return system + kept[::-1], len(history) - len(kept)
 
 
@@ -295,21 +335,24 @@ def reply_generate(*, message_id: int) -> None:
     writer = ReplyWriter(message=reply, group=reply.conversation.group_name)
     usage = None
     try:
-        choice = _model_choose(user=reply.conversation.owner, model_id=reply.model)
-        provider = provider_for(choice)
-        persona = reply.conversation.persona
-        temperature = persona.temperature if persona and persona.temperature is not None else None
-        params = GenerationParams(
-            max_tokens=settings.CHAT_MAX_TOKENS,
-            temperature=settings.CHAT_TEMPERATURE if temperature is None else temperature,
-        )
-        turns, reply.omitted_turns = _prompt_for(reply, provider, choice.context_length, params.max_tokens)
-        for delta in provider.stream(turns, params, writer.cancel):
-            if delta.text:
-                writer.add(delta.text)
-            if delta.completion_tokens is not None:
-                usage = delta
-        writer.flush()
+        with ReplyHeartbeat(message_id=reply.pk, cancel=writer.cancel):
+            choice = _model_choose(user=reply.conversation.owner, model_id=reply.model)
+            provider = provider_for(choice)
+            persona = reply.conversation.persona
+            temperature = persona.temperature if persona and persona.temperature is not None else None
+            params = GenerationParams(
+                max_tokens=settings.CHAT_MAX_TOKENS,
+                temperature=settings.CHAT_TEMPERATURE if temperature is None else temperature,
+            )
+            turns, reply.omitted_turns = _prompt_for(
+                reply, provider, choice.context_length, params.max_tokens
+            )
+            for delta in provider.stream(turns, params, writer.cancel):
+                if delta.text:
+                    writer.add(delta.text)
+                if delta.completion_tokens is not None:
+                    usage = delta
+            writer.flush()
         status = MessageStatus.STOPPED if writer.cancel.is_set() else MessageStatus.DONE
         error = ""
     except (ProviderError, ChatError) as exc:
@@ -326,8 +369,15 @@ def reply_generate(*, message_id: int) -> None:
     if usage is not None:
         reply.prompt_tokens = usage.prompt_tokens
         reply.completion_tokens = usage.completion_tokens
-    reply.save()
+    # Only while it is still ours: a reply failed as stale, or removed by a regenerate,
+    # while this worker was slow stays as it is now.
+    written = Message.objects.filter(pk=reply.pk, status=MessageStatus.STREAMING).update(
+        **{name: getattr(reply, name) for name in _FINAL_FIELDS}
+    )
     live.live_state_clear(reply.pk)
+    if not written:
+        logger.info("Reply %s was failed or removed meanwhile; its late result is dropped", reply.pk)
+        return
     _publish(reply)
     publisher.flush()
     if status != MessageStatus.FAILED:
@@ -345,18 +395,22 @@ def reply_stop(*, conversation: Conversation, message_id: int | None = None) -> 
     active = conversation.messages.filter(role=Role.ASSISTANT, status__in=ACTIVE_STATUSES)
     if message_id is not None:
         active = active.filter(pk=message_id)
-    stopped = []
-    for reply in active:
+    replies = list(active)
+    if not replies:
+        return []
+    # In the database first: the worker's heartbeat reads it there while Redis is down.
+    now = timezone.now()
+    Message.objects.filter(pk__in=[reply.pk for reply in replies]).update(stop_requested_at=now)
+    for reply in replies:
         # Not started yet: stop it here. Started: the worker sees the flag between tokens.
         if Message.objects.filter(pk=reply.pk, status=MessageStatus.QUEUED).update(
-            status=MessageStatus.STOPPED, finished_at=timezone.now()
+            status=MessageStatus.STOPPED, finished_at=now
         ):
             reply.refresh_from_db()
             _publish(reply)
         else:
-            live.stop_request(reply.pk)
-        stopped.append(reply.pk)
-    return stopped
+            live.stop_request(reply.pk)  # False while Redis is down (it has logged why)
+    return [reply.pk for reply in replies]
 
 
 def replies_fail_stale(*, conversation: Conversation | None = None, everything: bool = False) -> int:

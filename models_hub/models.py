@@ -76,6 +76,12 @@ class LocalModel(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
+    # Crashes of the model runtime while this model was in use; reset by a reply that ends well.
+    runtime_crashes = models.PositiveIntegerField(default=0)
+    last_crash = models.CharField(max_length=200, blank=True)  # "signal 11 (SIGSEGV)"
+    # Set when it kept crashing, or no configuration runs on this machine: refused until an
+    # admin checks it again.
+    unhealthy_reason = models.TextField(blank=True)
     is_bundled = models.BooleanField(default=False)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

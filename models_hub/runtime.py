@@ -1,55 +1,55 @@
-"""llama.cpp models held in this process's memory (a local worker, or the embedded server).
+"""Local models as the rest of the app uses them: write a reply, count tokens, say what is loaded.
 
-Loading a GGUF takes time, so a model is loaded on first use and kept, as long as the
-loaded models fit the memory budget: loading one more unloads the least recently used
-idle ones to make room, and a model nobody used for ``LOCAL_MODEL_IDLE_UNLOAD_S`` is
-unloaded by a janitor thread. A model in use is never unloaded.
-llama.cpp contexts are not thread-safe: one generation at a time per loaded model.
+The models themselves live in the model runner, a child process of this one
+(``models_hub.runner``, started and watched by ``models_hub.supervisor``); the llama.cpp
+options each gets on this machine come from a probe (``models_hub.probe``). What is decided
+here: how a LocalModel's settings become a load spec, and what a runner crash means for the
+model: a model that takes its runner down ``UNHEALTHY_AFTER`` times in a row is switched off
+with the reason, until an admin checks it again from the hub.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import signal
+from collections.abc import Callable, Iterator
 
 from django.conf import settings
-from django.template.defaultfilters import filesizeformat
 
+from . import probe
 from .machine import memory_budget, memory_needed
-
-if TYPE_CHECKING:
-    from llama_cpp import Llama
-
-    from .models import LocalModel
+from .models import LocalModel
+from .runner_protocol import (
+    ERROR_CONTEXT,
+    ERROR_MEMORY,
+    GenerateRequest,
+    Limits,
+    LoadSpec,
+    TokenizeRequest,
+)
+from .supervisor import RunnerCrashed, RunnerError, supervisor
 
 logger = logging.getLogger(__name__)
 
-# Set whenever the set of loaded models, or whether one is in use, changes: the worker's
-# heartbeat reports at once instead of at its next beat.
-state_changed = threading.Event()
+UNHEALTHY_AFTER = 3
+# The process was killed from outside (the OOM killer, an operator): not the model's fault,
+# and not a reason to doubt the configuration the probe chose.
+_KILLED_FROM_OUTSIDE = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT}
+
+# Set whenever the loaded models change: the worker's heartbeat reports at once.
+state_changed = supervisor.state_changed
 
 
-class ModelMemoryError(Exception):
+class LocalModelError(Exception):
+    """A local reply that cannot be written, with the reason for the person."""
+
+
+class ModelMemoryError(LocalModelError):
     """The model does not fit this worker's memory budget."""
 
 
-@dataclass(frozen=True, slots=True)
-class LoadSpec:
-    slug: str
-    path: str
-    n_ctx: int
-    n_threads: int
-    n_gpu_layers: int
-    chat_template: str  # an override of the file's own; "" keeps the file's
-    memory_bytes: int
+class ContextTooLong(LocalModelError):
+    """The prompt does not fit the model's context window."""
 
 
 def load_spec_for(model: LocalModel) -> LoadSpec:
@@ -68,180 +68,128 @@ def load_spec_for(model: LocalModel) -> LoadSpec:
     )
 
 
-class LoadedModel:
-    def __init__(self, spec: LoadSpec, llama: Llama) -> None:
-        self.spec = spec
-        self.llama = llama
-        self.lock = threading.Lock()  # held while generating
-        self.users = 0  # generations and token counts that hold it; > 0: never unloaded
-        self.last_used = time.monotonic()
+def _limits() -> Limits:
+    return Limits(memory_budget=memory_budget(), idle_unload_s=settings.LOCAL_MODEL_IDLE_UNLOAD_S)
 
 
-_loaded: OrderedDict[LoadSpec, LoadedModel] = OrderedDict()  # least recently used first
-_loading_lock = threading.Lock()
-_janitor_started = False
-
-
-def _load(spec: LoadSpec) -> Llama:
-    from llama_cpp import Llama
-
-    llama = Llama(
-        model_path=spec.path,
-        n_ctx=spec.n_ctx,
-        n_threads=spec.n_threads,
-        n_threads_batch=spec.n_threads,
-        n_gpu_layers=spec.n_gpu_layers,
-        verbose=False,
-    )
-    if spec.chat_template:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        # The template's BOS/EOS tokens come from the vocabulary, known once loaded.
-        eos, bos = llama.token_eos(), llama.token_bos()
-        llama.chat_handler = Jinja2ChatFormatter(
-            template=spec.chat_template,
-            eos_token=llama.detokenize([eos], special=True).decode(errors="ignore"),
-            bos_token=llama.detokenize([bos], special=True).decode(errors="ignore"),
-            stop_token_ids=[eos],
-        ).to_chat_handler()
-    return llama
-
-
-def _unload(spec: LoadSpec, why: str) -> None:
-    """Call with ``_loading_lock`` held."""
-    loaded = _loaded.pop(spec)
-    loaded.llama.close()
-    logger.info("Unloaded %s (%s)", spec.slug, why)
-    state_changed.set()
-
-
-def _make_room(spec: LoadSpec) -> None:
-    """Unload what must go for ``spec`` to fit; call with ``_loading_lock`` held."""
-    for other in [s for s, m in _loaded.items() if s.path == spec.path and not m.users]:
-        _unload(other, "its settings changed")
-    budget = memory_budget()
-    if spec.memory_bytes > budget:
-        raise ModelMemoryError(
-            f"This model needs about {filesizeformat(spec.memory_bytes)} of memory; this worker may use "
-            f"{filesizeformat(budget)} (LOCAL_MODEL_MEMORY_MB). "
-            "Lower its context size or pick a smaller model."
-        )
-    for other, loaded in list(_loaded.items()):
-        if sum(s.memory_bytes for s in _loaded) + spec.memory_bytes <= budget:
-            return
-        if not loaded.users:
-            _unload(other, "to make room")
-    if sum(s.memory_bytes for s in _loaded) + spec.memory_bytes > budget:
-        raise ModelMemoryError(
-            "The models in use on this worker fill its memory budget; try again when their replies finish."
+def _check_healthy(model: LocalModel) -> None:
+    if model.unhealthy_reason:
+        raise LocalModelError(
+            f"{model.name} is switched off on this instance: {model.unhealthy_reason} "
+            "An admin can check it again on the Models page."
         )
 
 
-def _acquire(spec: LoadSpec) -> LoadedModel:
-    with _loading_lock:
-        loaded = _loaded.get(spec)
-        if loaded is None:
-            _make_room(spec)
-            loaded = _loaded[spec] = LoadedModel(spec, _load(spec))
-            _janitor_start()
-        _loaded.move_to_end(spec)
-        loaded.users += 1
-    state_changed.set()
-    return loaded
-
-
-def _release(loaded: LoadedModel) -> None:
-    with _loading_lock:
-        loaded.users -= 1
-        loaded.last_used = time.monotonic()
-    state_changed.set()
-
-
-@contextmanager
-def model_in_use(spec: LoadSpec, *, exclusive: bool = True) -> Iterator[Llama]:
-    """The loaded model, kept loaded while the block runs. ``exclusive``: for generating
-    (one at a time per model); reading the vocabulary does not need it."""
-    loaded = _acquire(spec)
+def _configured(model: LocalModel) -> tuple[LoadSpec, probe.ProbeResult]:
+    _check_healthy(model)
+    spec = load_spec_for(model)
     try:
-        if exclusive:
-            with loaded.lock:
-                yield loaded.llama
-        else:
-            yield loaded.llama
-    finally:
-        _release(loaded)
+        return spec, probe.config_for(spec)
+    except probe.ProbeFailed as exc:
+        model_unhealthy_mark(model=model, reason=str(exc))
+        raise LocalModelError(f"{model.name} cannot run on this machine. {exc}") from exc
 
 
-def unload_idle(now: float | None = None) -> int:
-    """Unload models idle for longer than the setting, and those whose file was deleted."""
-    now = time.monotonic() if now is None else now
-    idle_after = settings.LOCAL_MODEL_IDLE_UNLOAD_S
-    unloaded = 0
-    with _loading_lock:
-        for spec, loaded in list(_loaded.items()):
-            if loaded.users:
-                continue
-            if not os.path.exists(spec.path):
-                _unload(spec, "its file was deleted")
-            elif idle_after and now - loaded.last_used >= idle_after:
-                _unload(spec, f"idle for {idle_after}s")
-            else:
-                continue
-            unloaded += 1
-    return unloaded
+def _translated(exc: RunnerError) -> LocalModelError:
+    if exc.kind == ERROR_MEMORY:
+        return ModelMemoryError(str(exc))
+    if exc.kind == ERROR_CONTEXT:
+        return ContextTooLong(f"The conversation does not fit the model's context ({exc}).")
+    logger.error("The model runner failed a request: %s", exc)
+    return LocalModelError("The model failed while writing this reply.")
+
+
+def _crashed(model: LocalModel, spec: LoadSpec, exc: RunnerCrashed) -> LocalModelError:
+    if exc.returncode is None or -exc.returncode not in _KILLED_FROM_OUTSIDE:
+        probe.forget(spec)  # the chosen configuration crashed after all: probe it again
+    unhealthy = model_crash_record(model=model, how=exc.how)
+    message = (
+        f"The local model runtime stopped unexpectedly ({exc.how}) while writing this reply. "
+        "What it wrote so far is kept."
+    )
+    if unhealthy:
+        return LocalModelError(f"{message} {model.name} is now switched off: {model.unhealthy_reason}")
+    return LocalModelError(f"{message} Send your message again to retry.")
+
+
+def reply_stream(
+    *,
+    model: LocalModel,
+    messages: list[dict],
+    max_tokens: int,
+    temperature: float,
+    seed: int | None,
+    cancelled: Callable[[], bool],
+) -> Iterator[str | tuple[int, int]]:
+    """The reply's pieces of text, then (prompt tokens, completion tokens)."""
+    spec, chosen = _configured(model)
+    request = GenerateRequest(
+        spec=spec,
+        config=chosen.config,
+        limits=_limits(),
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        seed=seed,
+    )
+    try:
+        yield from supervisor.generate(request, cancelled)
+    except RunnerError as exc:
+        raise _translated(exc) from exc
+    except RunnerCrashed as exc:
+        raise _crashed(model, spec, exc) from exc
+    if model.runtime_crashes:
+        model_crash_clear(model=model)
+
+
+def token_counts(*, model: LocalModel, texts: list[str]) -> list[int]:
+    """How many tokens each text takes, counted with the model's own tokenizer."""
+    spec, chosen = _configured(model)
+    request = TokenizeRequest(spec=spec, config=chosen.config, limits=_limits(), texts=texts)
+    try:
+        return supervisor.call("tokenize", request)
+    except RunnerError as exc:
+        raise _translated(exc) from exc
+    except RunnerCrashed as exc:
+        raise _crashed(model, spec, exc) from exc
 
 
 def loaded_summary() -> list[dict]:
-    """What this process holds, for the worker's heartbeat and the hub page."""
-    now = time.monotonic()
-    with _loading_lock:
-        return [
-            {
-                "slug": spec.slug,
-                "memory_bytes": spec.memory_bytes,
-                "n_ctx": spec.n_ctx,
-                "in_use": loaded.users > 0,
-                "idle_s": 0 if loaded.users else round(now - loaded.last_used),
-            }
-            for spec, loaded in _loaded.items()
-        ]
+    """What this process's runner holds, for the worker's heartbeat and the hub page."""
+    runner = supervisor.current()
+    return list(runner.summary) if runner is not None else []
 
 
-def _janitor_start() -> None:
-    """Call with ``_loading_lock`` held."""
-    global _janitor_started
-    if _janitor_started:
-        return
-    _janitor_started = True
-
-    def sweep() -> None:
-        while True:
-            time.sleep(max(1.0, min(30.0, settings.LOCAL_MODEL_IDLE_UNLOAD_S / 4 or 30.0)))
-            try:
-                unload_idle()
-            except Exception:
-                logger.exception("Unloading idle models failed")
-
-    threading.Thread(target=sweep, name="localai-model-janitor", daemon=True).start()
+# --- Health ---------------------------------------------------------------------------
 
 
-def _forget_after_fork() -> None:
-    # A forked child (a test server, a pre-forking web server) must load its own copies:
-    # llama.cpp's threads and locks do not survive fork.
-    global _loading_lock, _janitor_started
-    _loading_lock = threading.Lock()
-    _janitor_started = False
-    _loaded.clear()
+def model_crash_record(*, model: LocalModel, how: str) -> bool:
+    """Count a runner crash against ``model``; answers whether it is now switched off."""
+    model.runtime_crashes += 1
+    model.last_crash = how
+    fields = ["runtime_crashes", "last_crash"]
+    if model.runtime_crashes >= UNHEALTHY_AFTER:
+        model.unhealthy_reason = (
+            f"it stopped the local model runtime {model.runtime_crashes} times in a row (last: {how})."
+        )
+        fields.append("unhealthy_reason")
+    LocalModel.objects.filter(pk=model.pk).update(**{name: getattr(model, name) for name in fields})
+    logger.error("%s crashed the model runner (%s), %s in a row", model.slug, how, model.runtime_crashes)
+    return bool(model.unhealthy_reason)
 
 
-os.register_at_fork(after_in_child=_forget_after_fork)
+def model_crash_clear(*, model: LocalModel) -> None:
+    model.runtime_crashes = 0
+    LocalModel.objects.filter(pk=model.pk).update(runtime_crashes=0)
 
 
-@atexit.register
-def _unload_all() -> None:
-    # Free llama.cpp memory while the interpreter is still whole: left to garbage
-    # collection at exit, llama-cpp-python's finalisers fail noisily.
-    with _loading_lock:
-        for loaded in _loaded.values():
-            loaded.llama.close()
-        _loaded.clear()
+def model_unhealthy_mark(*, model: LocalModel, reason: str) -> None:
+    model.unhealthy_reason = reason[:1000]
+    LocalModel.objects.filter(pk=model.pk).update(unhealthy_reason=model.unhealthy_reason)
+
+
+def model_health_reset(*, model: LocalModel) -> None:
+    """Let ``model`` run again, probed afresh on its next use."""
+    probe.forget(load_spec_for(model))
+    model.runtime_crashes, model.unhealthy_reason, model.last_crash = 0, "", ""
+    LocalModel.objects.filter(pk=model.pk).update(runtime_crashes=0, unhealthy_reason="", last_crash="")

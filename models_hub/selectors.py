@@ -81,7 +81,13 @@ def local_queue_for(model: LocalModel) -> str:
     takes the reply from the shared queue (and loads the model)."""
     if not settings.SCALED:
         return "local"
-    for worker in workers_list():
+    from redis import RedisError
+
+    try:
+        workers = workers_list()
+    except RedisError:  # the heartbeats are on Redis: while it is down, the shared queue
+        return "local"
+    for worker in workers:
         if worker.own_queue and not worker.busy and worker.holds(model.slug):
             return worker.own_queue
     return "local"

@@ -14,4 +14,5 @@ urlpatterns = [
     path("models/<slug:slug>/delete/", views.delete, name="delete"),
     path("models/<slug:slug>/settings/", views.model_settings, name="settings"),
     path("models/<slug:slug>/default/", views.make_default, name="default"),
+    path("models/<slug:slug>/health/", views.health_reset, name="health_reset"),
 ]

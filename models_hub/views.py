@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
+from . import runtime, selectors, services
 from .forms import AddModelForm, ModelSettingsForm, TokenForm
 from .models import LocalModel
 from .permissions import can_manage_models
@@ -152,6 +152,15 @@ def model_settings(request, slug):
 def make_default(request, slug):
     model = _model(slug)
     return _done(request, lambda: services.model_make_default(model=model), "New chats start with {model}.")
+
+
+@require_POST
+@admin_only
+def health_reset(request, slug):
+    model = _model(slug)
+    runtime.model_health_reset(model=model)
+    messages.success(request, f"{model} is switched on again; it is probed afresh on its next reply.")
+    return redirect("hub:index")
 
 
 @require_POST

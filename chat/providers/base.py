@@ -41,6 +41,6 @@ class ChatProvider(Protocol):
         """Yield the reply as it is made; end early, still reporting usage, once ``cancel`` is set."""
         ...
 
-    def token_count(self, text: str) -> int:
-        """How many tokens ``text`` takes for this model (for fitting the context window)."""
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens each text takes for this model (for fitting the context window)."""
         ...

@@ -74,10 +74,10 @@ class OpenAICompatibleProvider:
         self.model_name = model_name
         self.name = provider.slug
 
-    def token_count(self, text: str) -> int:
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
         # Providers do not share their tokenizers; about four characters a token is the
         # usual rule, rounded up so that a prompt errs on the side of fitting.
-        return len(text) // 3 + 1
+        return [len(text) // 3 + 1 for text in texts]
 
     def _open_stream(self, turns: Sequence[ChatTurn], params: GenerationParams):
         client = _client(self.provider)

@@ -188,7 +188,7 @@ def test_old_turns_are_left_out_to_fit_the_context_and_the_newest_always_stays(c
     turns, omitted = services._prompt_for(reply, provider, context_length=1024, max_tokens=256)
     assert omitted > 0
     assert turns[-1].content == "The newest question"
-    used = sum(provider.token_count(t.content) + services.TURN_OVERHEAD_TOKENS for t in turns)
+    used = sum(provider.token_counts([t.content for t in turns])) + services.TURN_OVERHEAD_TOKENS * len(turns)
     assert used <= 1024 - 256
     assert len(turns) + omitted == 61
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 from chat import live, selectors, services
 from chat.errors import ChatError
 from chat.models import Message, MessageStatus, Role
-from models_hub.runtime import load_spec_for, model_in_use
+from models_hub import runtime
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -78,8 +78,7 @@ def test_the_local_model_writes_the_reply_with_counts_and_timings(conversation, 
     assert reply.ttft_ms is not None and reply.duration_ms >= reply.ttft_ms
     assert reply.finished_at is not None and reply.tokens_per_second > 0
     # The count is the model's own: it matches the text re-tokenised, give or take a merge.
-    with model_in_use(load_spec_for(local_model), exclusive=False) as llama:
-        retokenised = len(llama.tokenize(reply.content.encode(), add_bos=False))
+    [retokenised] = runtime.token_counts(model=local_model, texts=[reply.content])
     assert abs(retokenised - reply.completion_tokens) <= 2
 
 

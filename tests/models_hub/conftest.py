@@ -10,6 +10,7 @@ import pytest
 from models_hub.bundled import bundled_model_path
 from models_hub.models import DOWNLOAD_ACTIVE, LocalModel
 from tests.servers import HubServer
+from tests.waiting import wait_until
 
 REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
 FILE = "smollm2-135m-instruct-q4_1.gguf"
@@ -43,14 +44,7 @@ def admin(make_user):
 
 
 def wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    return wait_until(predicate, timeout=timeout, what=what, every=0.02)
 
 
 def settled(model: LocalModel, timeout: float = 120) -> LocalModel:

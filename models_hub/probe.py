@@ -1,0 +1,251 @@
+"""Which llama.cpp configuration a model gets on this machine, found by trying it.
+
+Some machines advertise CPU features they do not let a process use (a virtual machine
+whose CPU says AMX): a model loaded the fast way dies on its first prompt. So before a
+model is first used here, a throwaway child process loads it, evaluates a prompt of a few
+hundred tokens and decodes a few more, in each configuration worth having, fastest first
+(``runner_protocol.config_candidates``), and the first that survives is kept. The choice
+is remembered per model file, llama.cpp build and CPU in ``<data dir>/runtime-probes.json``,
+so it is made once per machine, not once per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from importlib import util
+from pathlib import Path
+
+from django.conf import settings
+
+from .runner_protocol import RUNNER_MODULE, BuildInfo, LoadSpec, RuntimeConfig, config_candidates
+from .supervisor import exit_description, supervisor
+
+logger = logging.getLogger(__name__)
+
+PROMPT_TOKENS = 300
+DECODE_TOKENS = 8
+# CPU flags worth naming to a person: the vector and matrix units llama.cpp has kernels for.
+_NOTABLE_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16")
+_NOTABLE_PREFIXES = ("amx",)
+
+
+class ProbeFailed(Exception):
+    """No configuration survived: the model cannot run on this machine."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    label: str
+    ok: bool
+    outcome: str  # "prompt 300 tok/s, decode 190 tok/s" or how the child died
+    decode_tok_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    key: str
+    slug: str
+    config: RuntimeConfig
+    reason: str
+    attempts: list[Attempt] = field(default_factory=list)
+    probed_at: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return self.config.label
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "config": self.config.as_dict(), "label": self.label}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ProbeResult:
+        return cls(
+            key=data["key"],
+            slug=data["slug"],
+            config=RuntimeConfig(**data["config"]),
+            reason=data["reason"],
+            attempts=[Attempt(**attempt) for attempt in data["attempts"]],
+            probed_at=data["probed_at"],
+        )
+
+
+def _cpu_flags() -> list[str]:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return sorted(set(line.partition(":")[2].split()))
+    return []
+
+
+def cpu_features() -> list[str]:
+    """The CPU's flags that matter to llama.cpp (as the CPU advertises them)."""
+    return [f for f in _cpu_flags() if f in _NOTABLE_FLAGS or f.startswith(_NOTABLE_PREFIXES)]
+
+
+def llama_build_id() -> str:
+    """The installed llama-cpp-python and its native libraries, without importing them:
+    rebuilding with other flags gives another id."""
+    spec = util.find_spec("llama_cpp")
+    if spec is None or spec.origin is None:
+        return "missing"
+    from importlib.metadata import version
+
+    libraries = sorted((Path(spec.origin).parent / "lib").glob("*.so*"))
+    stats = [f"{lib.name}:{lib.stat().st_size}:{lib.stat().st_mtime_ns}" for lib in libraries]
+    return f"{version('llama_cpp_python')}:{hashlib.sha256('|'.join(stats).encode()).hexdigest()[:12]}"
+
+
+@cache
+def _build_info(build_id: str) -> BuildInfo:
+    done = subprocess.run(
+        [sys.executable, "-m", RUNNER_MODULE, "info"], capture_output=True, text=True, timeout=60, check=True
+    )
+    return BuildInfo(**json.loads(done.stdout))
+
+
+def build_info() -> BuildInfo:
+    """What llama.cpp was built with, asked of a child process: importing it here would
+    put native code in this process."""
+    return _build_info(llama_build_id())
+
+
+def machine_id() -> str:
+    """This llama.cpp build on this CPU."""
+    return hashlib.sha256(f"{llama_build_id()}\n{' '.join(_cpu_flags())}".encode()).hexdigest()[:16]
+
+
+def probe_key(spec: LoadSpec) -> str:
+    stat = os.stat(spec.path)
+    parts = [spec.path, str(stat.st_size), str(stat.st_mtime_ns), str(spec.n_threads), str(spec.n_gpu_layers)]
+    return f"{machine_id()}:{hashlib.sha256(chr(10).join(parts).encode()).hexdigest()[:16]}"
+
+
+def _store_path() -> Path:
+    return settings.DATA_DIR / "runtime-probes.json"
+
+
+@contextlib.contextmanager
+def _store() -> dict:
+    """The remembered results, locked against other processes while the block runs."""
+    path = _store_path()
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            results = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, ValueError):
+            results = {}  # unreadable: probing again is only slower
+        before = dict(results)
+        yield results
+        if results != before:
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(results, indent=1))
+            temporary.replace(path)
+
+
+_cache: dict[tuple[Path, str], ProbeResult] = {}  # (file, key): a test may move the file
+_probing = threading.Lock()
+
+
+def _attempt(spec: LoadSpec, config: RuntimeConfig) -> Attempt:
+    request = {
+        "spec": asdict(spec),
+        "config": config.as_dict(),
+        "prompt_tokens": PROMPT_TOKENS,
+        "decode_tokens": DECODE_TOKENS,
+    }
+    timeout = 60 + os.stat(spec.path).st_size / (50 * 1024 * 1024)  # loading a large file takes a while
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", RUNNER_MODULE, "probe"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **supervisor.env},
+        )
+    except subprocess.TimeoutExpired:
+        return Attempt(label=config.label, ok=False, outcome=f"no answer within {timeout:.0f} s")
+    if done.returncode != 0:
+        last_line = (done.stderr.strip().splitlines() or [""])[-1][:200]
+        how = exit_description(done.returncode)
+        return Attempt(label=config.label, ok=False, outcome=f"{how}: {last_line}" if last_line else how)
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    return Attempt(
+        label=config.label,
+        ok=True,
+        outcome=f"prompt {measured['prompt_tok_s']:.0f} tok/s, decode {measured['decode_tok_s']:.0f} tok/s",
+        decode_tok_s=measured["decode_tok_s"],
+    )
+
+
+def probe_run(spec: LoadSpec) -> ProbeResult:
+    """Try the configurations worth having, fastest first; the first that survives wins."""
+    attempts: list[Attempt] = []
+    for config in config_candidates(spec):
+        attempt = _attempt(spec, config)
+        attempts.append(attempt)
+        logger.info("Probe of %s with %s: %s", spec.slug, attempt.label, attempt.outcome)
+        if not attempt.ok:
+            continue
+        failed = "; ".join(f"{a.label} failed ({a.outcome})" for a in attempts[:-1])
+        works = f"{attempt.label} works ({attempt.outcome})"
+        return ProbeResult(
+            key=probe_key(spec),
+            slug=spec.slug,
+            config=config,
+            reason=f"{failed}; {works}." if failed else f"The default, {works}.",
+            attempts=attempts,
+            probed_at=time.time(),
+        )
+    raise ProbeFailed(
+        "It crashed the model runtime in every configuration tried: "
+        + "; ".join(f"{a.label}: {a.outcome}" for a in attempts)
+    )
+
+
+def config_for(spec: LoadSpec) -> ProbeResult:
+    """The configuration to load ``spec`` with on this machine, probing it the first time."""
+    key = probe_key(spec)
+    cached = (_store_path(), key)
+    if cached in _cache:
+        return _cache[cached]
+    with _probing:
+        if cached in _cache:
+            return _cache[cached]
+        with _store() as stored:
+            if key in stored:
+                _cache[cached] = ProbeResult.from_dict(stored[key])
+                return _cache[cached]
+        result = probe_run(spec)  # seconds; not holding the file lock meanwhile
+        with _store() as stored:
+            stored[key] = result.as_dict()
+        _cache[cached] = result
+        return result
+
+
+def forget(spec: LoadSpec) -> None:
+    """Probe ``spec`` again on its next use (its configuration crashed after all)."""
+    with contextlib.suppress(FileNotFoundError):
+        key = probe_key(spec)
+        _cache.pop((_store_path(), key), None)
+        with _store() as stored:
+            stored.pop(key, None)
+
+
+def results_here() -> list[ProbeResult]:
+    """This machine's remembered choices, newest first, for the hub and the heartbeat."""
+    here = f"{machine_id()}:"
+    with _store() as stored:
+        results = [ProbeResult.from_dict(data) for key, data in stored.items() if key.startswith(here)]
+    return sorted(results, key=lambda r: r.probed_at, reverse=True)

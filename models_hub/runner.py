@@ -1,0 +1,386 @@
+"""The model runner: a child process that holds llama.cpp models and writes replies with them.
+
+This is the only module that imports llama.cpp. A native fault in there (an instruction the
+CPU advertises but does not allow, a malformed file, the kernel's OOM killer) ends this
+process and nothing else: the supervisor (``models_hub.supervisor``) sees the pipe close,
+fails the replies in flight and starts another runner. It imports no Django; each request
+carries what it needs (``models_hub.runner_protocol``).
+
+Loading a GGUF takes time, so a model is loaded on first use and kept while the loaded models
+fit the memory budget: loading one more unloads the least recently used idle ones, a model in
+use is never unloaded, and one idle for the request's ``idle_unload_s`` (or whose file is gone)
+is unloaded by a janitor thread. llama.cpp contexts are not thread-safe: one generation at a
+time per loaded model, for now.
+
+    python -m models_hub.runner serve FD   serve requests on the socket FD (the supervisor)
+    python -m models_hub.runner probe      one load, prompt and decode, JSON in on stdin, out on stdout
+    python -m models_hub.runner info       the llama.cpp build, as JSON
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import asdict
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
+
+from .runner_protocol import (
+    ERROR_CONTEXT,
+    ERROR_FAILED,
+    ERROR_MEMORY,
+    FAULT_ENV,
+    BuildInfo,
+    GenerateRequest,
+    Limits,
+    LoadSpec,
+    RuntimeConfig,
+    TokenizeRequest,
+)
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+MIB = 1024 * 1024
+
+
+class ModelMemoryError(Exception):
+    """The model does not fit the memory budget."""
+
+
+def _fault(stage: str, config: RuntimeConfig) -> None:
+    """Crash as broken hardware would, when a test asked for it (``FAULT_ENV``). Stage
+    "prompt" is the evaluation of a prompt, always more than one token here."""
+    fault = os.environ.get(FAULT_ENV, "")
+    batched_repacked = config.use_extra_bufts and config.n_ubatch > 1
+    if (fault == "load" and stage == "load") or (
+        fault == "repacked-batch" and stage == "prompt" and batched_repacked
+    ):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@contextlib.contextmanager
+def _model_params(config: RuntimeConfig) -> Iterator[None]:
+    # llama-cpp-python's Llama() takes no argument for ``use_extra_bufts``: it fills the
+    # struct from llama_model_default_params() inside __init__. Loads are serialised by the
+    # runner's loading lock, so swapping that function for the duration of one load is safe.
+    import llama_cpp
+
+    original = llama_cpp.llama_cpp.llama_model_default_params
+
+    def with_config():
+        params = original()
+        params.use_extra_bufts = config.use_extra_bufts
+        return params
+
+    llama_cpp.llama_cpp.llama_model_default_params = with_config
+    try:
+        yield
+    finally:
+        llama_cpp.llama_cpp.llama_model_default_params = original
+
+
+def load(spec: LoadSpec, config: RuntimeConfig) -> Llama:
+    from llama_cpp import Llama
+
+    _fault("load", config)
+    spec = config.applied_to(spec)
+    with _model_params(config):
+        llama = Llama(
+            model_path=spec.path,
+            n_ctx=spec.n_ctx,
+            n_threads=spec.n_threads,
+            n_threads_batch=spec.n_threads,
+            n_gpu_layers=spec.n_gpu_layers,
+            n_ubatch=config.n_ubatch,
+            verbose=False,
+        )
+    if spec.chat_template:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        # The template's BOS/EOS tokens come from the vocabulary, known once loaded.
+        eos, bos = llama.token_eos(), llama.token_bos()
+        llama.chat_handler = Jinja2ChatFormatter(
+            template=spec.chat_template,
+            eos_token=llama.detokenize([eos], special=True).decode(errors="ignore"),
+            bos_token=llama.detokenize([bos], special=True).decode(errors="ignore"),
+            stop_token_ids=[eos],
+        ).to_chat_handler()
+    return llama
+
+
+def build_info() -> BuildInfo:
+    import llama_cpp
+
+    return BuildInfo(
+        llama_cpp_version=llama_cpp.__version__,
+        gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
+        system_info=llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+    )
+
+
+class LoadedModel:
+    def __init__(self, spec: LoadSpec, llama: Llama) -> None:
+        self.spec = spec
+        self.llama = llama
+        self.lock = threading.Lock()  # held while generating
+        self.users = 0  # generations and token counts holding it; > 0: never unloaded
+        self.last_used = time.monotonic()
+
+
+class ModelCache:
+    """The loaded models of this runner, least recently used first."""
+
+    def __init__(self, on_change=lambda: None) -> None:
+        self._loaded: OrderedDict[tuple[LoadSpec, RuntimeConfig], LoadedModel] = OrderedDict()
+        self._lock = threading.RLock()  # re-entered by ``on_change``, which reads the summary
+        self._on_change = on_change
+        self.idle_unload_s = 0
+        self.limits_changed = threading.Event()  # wakes the janitor to a new idle limit
+
+    def _unload(self, key: tuple[LoadSpec, RuntimeConfig]) -> None:
+        """Call with the lock held."""
+        self._loaded.pop(key).llama.close()
+        self._on_change()
+
+    def _make_room(self, spec: LoadSpec, budget: int) -> None:
+        """Unload what must go for ``spec`` to fit; call with the lock held."""
+        for key in [k for k, m in self._loaded.items() if k[0].path == spec.path and not m.users]:
+            self._unload(key)  # the same file with other settings: they changed
+        if spec.memory_bytes > budget:
+            raise ModelMemoryError(
+                f"This model needs about {_size(spec.memory_bytes)} of memory; this worker may use "
+                f"{_size(budget)} (LOCAL_MODEL_MEMORY_MB). Lower its context size or pick a smaller model."
+            )
+        for key, loaded in list(self._loaded.items()):
+            if self._used() + spec.memory_bytes <= budget:
+                return
+            if not loaded.users:
+                self._unload(key)
+        if self._used() + spec.memory_bytes > budget:
+            raise ModelMemoryError(
+                "The models in use on this worker fill its memory budget; "
+                "try again when their replies finish."
+            )
+
+    def _used(self) -> int:
+        return sum(spec.memory_bytes for spec, _ in self._loaded)
+
+    @contextlib.contextmanager
+    def in_use(self, spec: LoadSpec, config: RuntimeConfig, limits: Limits) -> Iterator[LoadedModel]:
+        key = (spec, config)
+        with self._lock:
+            if limits.idle_unload_s != self.idle_unload_s:
+                self.idle_unload_s = limits.idle_unload_s
+                self.limits_changed.set()
+            loaded = self._loaded.get(key)
+            if loaded is None:
+                self._make_room(spec, limits.memory_budget)
+                loaded = self._loaded[key] = LoadedModel(spec, load(spec, config))
+            self._loaded.move_to_end(key)
+            loaded.users += 1
+        self._on_change()
+        try:
+            yield loaded
+        finally:
+            with self._lock:
+                loaded.users -= 1
+                loaded.last_used = time.monotonic()
+            self._on_change()
+
+    def unload_idle(self, now: float | None = None) -> int:
+        """Unload models idle for longer than ``idle_unload_s``, and those whose file is gone."""
+        now = time.monotonic() if now is None else now
+        unloaded = 0
+        with self._lock:
+            for key, loaded in list(self._loaded.items()):
+                if loaded.users:
+                    continue
+                idle_too_long = self.idle_unload_s and now - loaded.last_used >= self.idle_unload_s
+                if idle_too_long or not os.path.exists(key[0].path):
+                    self._unload(key)
+                    unloaded += 1
+        return unloaded
+
+    def summary(self) -> list[dict]:
+        now = time.monotonic()
+        with self._lock:
+            return [
+                {
+                    "slug": spec.slug,
+                    "memory_bytes": spec.memory_bytes,
+                    "n_ctx": spec.n_ctx,
+                    "config": config.label,
+                    "in_use": loaded.users > 0,
+                    "idle_s": 0 if loaded.users else round(now - loaded.last_used),
+                }
+                for (spec, config), loaded in self._loaded.items()
+            ]
+
+    def close(self) -> None:
+        # Free llama.cpp memory while the interpreter is still whole: left to garbage
+        # collection at exit, llama-cpp-python's finalisers fail noisily.
+        with self._lock:
+            for loaded in self._loaded.values():
+                loaded.llama.close()
+            self._loaded.clear()
+
+
+def _size(n: int) -> str:
+    return f"{n / MIB:.1f}\u00a0MB"
+
+
+def generate(llama: Llama, request: GenerateRequest, cancelled) -> Iterator[str | tuple[int, int]]:
+    """The reply's pieces of text, then (prompt tokens, completion tokens)."""
+    prompt_tokens: int | None = None
+    finish_reason = None
+    chunks = llama.create_chat_completion(
+        messages=request.messages,
+        stream=True,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        seed=request.seed,
+    )
+    with contextlib.closing(chunks):
+        for chunk in chunks:
+            if prompt_tokens is None:
+                # The prompt is evaluated and the first token not yet: the context
+                # holds exactly the prompt.
+                prompt_tokens = llama.n_tokens
+            choice = chunk["choices"][0]
+            finish_reason = choice.get("finish_reason") or finish_reason
+            text = choice["delta"].get("content")
+            if text:
+                yield text
+            if cancelled():
+                break
+    if prompt_tokens is not None:
+        # Every generated token but the newest is evaluated into the context. When the
+        # model chose to stop, its newest token is the end-of-turn marker, not part of the reply.
+        evaluated = llama.n_tokens - prompt_tokens
+        yield prompt_tokens, max(evaluated + (0 if finish_reason == "stop" else 1), 0)
+
+
+class Runner:
+    """Serves the supervisor's requests, each on a thread of its own."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._send_lock = threading.Lock()
+        self._cancelled: set[int] = set()
+        self.models = ModelCache(on_change=lambda: self._send("state", self.models.summary()))
+
+    def _send(self, *message: object) -> None:
+        with self._send_lock:
+            self._conn.send(message)
+
+    def serve(self) -> None:
+        self._send("ready", build_info())
+        threading.Thread(target=self._janitor, name="runner-janitor", daemon=True).start()
+        while True:
+            try:
+                kind, request_id, *rest = self._conn.recv()
+            except (EOFError, OSError):
+                break  # the supervisor is gone: so is the reason to live
+            if kind == "cancel":
+                self._cancelled.add(request_id)
+            elif kind == "summary":
+                self._send("result", request_id, self.models.summary())
+            else:
+                handler = self._generate if kind == "generate" else self._tokenize
+                args = (handler, request_id, rest[0])
+                threading.Thread(target=self._answer, args=args, daemon=True).start()
+        self.models.close()
+
+    def _answer(self, handler, request_id: int, request) -> None:
+        try:
+            handler(request_id, request)
+        except ModelMemoryError as exc:
+            self._send("error", request_id, ERROR_MEMORY, str(exc))
+        except ValueError as exc:  # llama-cpp-python's word for "prompt too long"
+            self._send("error", request_id, ERROR_CONTEXT, str(exc))
+        except Exception as exc:
+            self._send("error", request_id, ERROR_FAILED, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._cancelled.discard(request_id)
+
+    def _generate(self, request_id: int, request: GenerateRequest) -> None:
+        with self.models.in_use(request.spec, request.config, request.limits) as loaded, loaded.lock:
+            _fault("prompt", request.config)
+            counts = (0, 0)
+            for piece in generate(loaded.llama, request, lambda: request_id in self._cancelled):
+                if isinstance(piece, str):
+                    self._send("token", request_id, piece)
+                else:
+                    counts = piece
+        self._send("done", request_id, *counts)
+
+    def _tokenize(self, request_id: int, request: TokenizeRequest) -> None:
+        with self.models.in_use(request.spec, request.config, request.limits) as loaded:
+            counts = [
+                len(loaded.llama.tokenize(text.encode(), add_bos=False, special=False))
+                for text in request.texts
+            ]
+        self._send("result", request_id, counts)
+
+    def _janitor(self) -> None:
+        while True:
+            idle_unload_s = self.models.idle_unload_s
+            self.models.limits_changed.wait(max(1.0, min(5.0, idle_unload_s / 4 or 5.0)))
+            self.models.limits_changed.clear()
+            with contextlib.suppress(Exception):
+                self.models.unload_idle()
+
+
+def probe(spec: LoadSpec, config: RuntimeConfig, prompt_tokens: int, decode_tokens: int) -> dict:
+    """Load ``spec`` with ``config``, evaluate a prompt of ``prompt_tokens`` and decode
+    ``decode_tokens`` more: what a first reply does, timed."""
+    started = time.perf_counter()
+    llama = load(spec, config)
+    loaded = time.perf_counter()
+    sentence = llama.tokenize(b" The quick brown fox jumps over the lazy dog.", add_bos=False)
+    tokens = ([llama.token_bos()] + sentence * (prompt_tokens // len(sentence) + 1))[:prompt_tokens]
+    tokens = tokens[: max(2, min(prompt_tokens, spec.n_ctx - decode_tokens - 1))]
+    _fault("prompt", config)
+    llama.eval(tokens)
+    evaluated = time.perf_counter()
+    for _ in range(decode_tokens):
+        llama.eval([int(llama.sample(temp=0.0))])
+    decoded = time.perf_counter()
+    llama.close()
+    return {
+        "load_s": round(loaded - started, 3),
+        "prompt_tok_s": round(len(tokens) / max(evaluated - loaded, 1e-9), 1),
+        "decode_tok_s": round(decode_tokens / max(decoded - evaluated, 1e-9), 1),
+    }
+
+
+def main(argv: list[str]) -> None:
+    command = argv[0] if argv else ""
+    if command == "serve":
+        conn = Connection(int(argv[1]))
+        Runner(conn).serve()
+    elif command == "probe":
+        request = json.load(sys.stdin)
+        result = probe(
+            LoadSpec(**request["spec"]),
+            RuntimeConfig(**request["config"]),
+            request["prompt_tokens"],
+            request["decode_tokens"],
+        )
+        print(json.dumps(result), flush=True)
+    elif command == "info":
+        print(json.dumps(asdict(build_info())), flush=True)
+    else:
+        sys.exit("usage: python -m models_hub.runner serve FD | probe | info")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

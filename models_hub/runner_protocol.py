@@ -1,0 +1,136 @@
+"""What the supervisor and the model runner say to each other.
+
+Pure data, no Django and no llama.cpp, so both sides import it: how a model is loaded
+(``LoadSpec``), the llama.cpp options the probe settled on for it (``RuntimeConfig``), and the
+messages that cross the pipe. Every message is a tuple whose first item names its kind.
+
+Host to runner:
+    ("generate", id, GenerateRequest)    write a reply; answered by "token"… then "done"
+    ("tokenize", id, TokenizeRequest)    count tokens; answered by "result"
+    ("cancel", id)                       stop that generation after its current token
+    ("summary", id)                      what is loaded; answered by "result"
+Runner to host:
+    ("ready", BuildInfo)                 sent once, when the runner can take requests
+    ("token", id, text)
+    ("done", id, prompt_tokens, completion_tokens)
+    ("result", id, value)
+    ("error", id, kind, message)         kind: one of ERROR_KINDS
+    ("state", summary)                   the loaded models changed (load, unload, in use)
+
+Requests carry ids chosen by the host, and the runner answers each on its own, so one
+runner can serve several streams at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+# The runner process, started by the supervisor with one end of a socket pair.
+RUNNER_MODULE = "models_hub.runner"
+# Set in a runner's environment by tests only: makes it crash the way broken hardware does.
+# "load": every model load; "repacked-batch": evaluating more than one token at a time with
+# repacked weights, which is what a CPU that advertises AMX without allowing it does.
+FAULT_ENV = "LOCALAI_RUNNER_FAULT"
+FAULTS = ("load", "repacked-batch")
+
+ERROR_MEMORY = "memory"  # the model does not fit the memory budget
+ERROR_CONTEXT = "context"  # the prompt does not fit the model's context window
+ERROR_FAILED = "failed"  # anything else llama.cpp raised
+ERROR_KINDS = (ERROR_MEMORY, ERROR_CONTEXT, ERROR_FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    slug: str
+    path: str
+    n_ctx: int
+    n_threads: int
+    n_gpu_layers: int
+    chat_template: str  # an override of the file's own; "" keeps the file's
+    memory_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """llama.cpp options that decide whether a model survives on a machine, and how fast."""
+
+    use_extra_bufts: bool = True  # repacked weights (AMX, AVX-512 and ARM kernels)
+    n_ubatch: int = 512  # tokens evaluated in one step of a prompt
+    n_threads: int | None = None  # None: the load spec's
+    n_gpu_layers: int | None = None  # None: the load spec's
+
+    @property
+    def label(self) -> str:
+        parts = ["repacked weights" if self.use_extra_bufts else "no repacking"]
+        if self.n_ubatch == 1:
+            parts.append("micro-batch of one")
+        if self.n_threads is not None:
+            parts.append(f"{self.n_threads} thread{'s' if self.n_threads != 1 else ''}")
+        if self.n_gpu_layers == 0:
+            parts.append("no GPU offload")
+        return ", ".join(parts)
+
+    def applied_to(self, spec: LoadSpec) -> LoadSpec:
+        """``spec`` with this configuration's thread and GPU overrides."""
+        return replace(
+            spec,
+            n_threads=spec.n_threads if self.n_threads is None else self.n_threads,
+            n_gpu_layers=spec.n_gpu_layers if self.n_gpu_layers is None else self.n_gpu_layers,
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "use_extra_bufts": self.use_extra_bufts,
+            "n_ubatch": self.n_ubatch,
+            "n_threads": self.n_threads,
+            "n_gpu_layers": self.n_gpu_layers,
+        }
+
+
+DEFAULT_CONFIG = RuntimeConfig()
+
+
+def config_candidates(spec: LoadSpec) -> list[RuntimeConfig]:
+    """The configurations worth having, fastest first. Repacked weights with a micro-batch
+    of one keep repacked generation speed where only batched evaluation faults."""
+    on_cpu = [
+        RuntimeConfig(),
+        RuntimeConfig(n_ubatch=1),
+        RuntimeConfig(use_extra_bufts=False),
+        RuntimeConfig(use_extra_bufts=False, n_threads=1),
+    ]
+    if not spec.n_gpu_layers:
+        return on_cpu
+    return on_cpu + [replace(config, n_gpu_layers=0) for config in on_cpu]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    memory_budget: int  # bytes the loaded models may take together
+    idle_unload_s: int  # 0: unload only to make room
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateRequest:
+    spec: LoadSpec
+    config: RuntimeConfig
+    limits: Limits
+    messages: list[dict]
+    max_tokens: int
+    temperature: float
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenizeRequest:
+    spec: LoadSpec
+    config: RuntimeConfig
+    limits: Limits
+    texts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildInfo:
+    llama_cpp_version: str
+    gpu_offload: bool
+    system_info: str  # llama.cpp's own line: the CPU features it was built for and uses

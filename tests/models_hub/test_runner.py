@@ -1,0 +1,290 @@
+"""The model runner with the real llama.cpp: its model cache, its crashes, and the probe.
+
+Requests go through the real supervisor to a real runner process, as a reply's do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from models_hub import probe
+from models_hub.bundled import bundled_model_path
+from models_hub.runner_protocol import (
+    DEFAULT_CONFIG,
+    ERROR_MEMORY,
+    FAULT_ENV,
+    GenerateRequest,
+    Limits,
+    LoadSpec,
+    RuntimeConfig,
+    TokenizeRequest,
+)
+from models_hub.supervisor import RunnerCrashed, RunnerError, supervisor
+from tests.waiting import wait_until
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def fresh_runner():
+    """Each test starts with a runner that holds nothing, and leaves none behind."""
+    supervisor.stop()
+    yield
+    supervisor.env.clear()
+    supervisor.stop()
+
+
+@pytest.fixture
+def two_files(tmp_path):
+    second = tmp_path / "second.gguf"
+    shutil.copyfile(bundled_model_path(), second)
+    return str(bundled_model_path()), str(second)
+
+
+def spec(path: str, slug: str, memory_mb: int = 200, n_ctx: int = 512) -> LoadSpec:
+    return LoadSpec(
+        slug=slug,
+        path=path,
+        n_ctx=n_ctx,
+        n_threads=1,
+        n_gpu_layers=0,
+        chat_template="",
+        memory_bytes=memory_mb * MIB,
+    )
+
+
+def limits(budget_mb: int, idle_unload_s: int = 0) -> Limits:
+    return Limits(memory_budget=budget_mb * MIB, idle_unload_s=idle_unload_s)
+
+
+def count(load: LoadSpec, budget_mb: int, text: str = "hello", idle_unload_s: int = 0) -> int:
+    request = TokenizeRequest(
+        spec=load, config=DEFAULT_CONFIG, limits=limits(budget_mb, idle_unload_s), texts=[text]
+    )
+    return supervisor.call("tokenize", request)[0]
+
+
+def loaded() -> list[dict]:
+    return supervisor.call("summary")
+
+
+def long_reply(load: LoadSpec, budget_mb: int = 500) -> GenerateRequest:
+    return GenerateRequest(
+        spec=load,
+        config=DEFAULT_CONFIG,
+        limits=limits(budget_mb),
+        messages=[{"role": "user", "content": "Count from one to five hundred, one number a line."}],
+        max_tokens=600,
+        temperature=0.0,
+    )
+
+
+def runner_pid() -> int:
+    return supervisor.runner().pid
+
+
+# --- The model cache --------------------------------------------------------------------
+
+
+def test_two_models_stay_loaded_while_they_fit(two_files):
+    first, second = two_files
+    assert count(spec(first, "a"), 500) > 0
+    assert count(spec(second, "b"), 500) > 0
+    assert [m["slug"] for m in loaded()] == ["a", "b"]
+
+
+def test_the_least_recently_used_model_makes_room(two_files):
+    first, second = two_files
+    count(spec(first, "a"), 300)
+    count(spec(second, "b"), 300)
+    assert [m["slug"] for m in loaded()] == ["b"]
+
+
+def test_a_model_in_use_is_never_unloaded(two_files):
+    first, second = two_files
+    pieces = supervisor.generate(long_reply(spec(first, "a"), budget_mb=300), cancelled=lambda: False)
+    next(pieces)  # "a" is writing
+    with pytest.raises(RunnerError, match="in use") as refused:
+        count(spec(second, "b"), 300)
+    assert refused.value.kind == ERROR_MEMORY
+    assert [(m["slug"], m["in_use"]) for m in loaded()] == [("a", True)]
+    pieces.close()
+
+
+def test_a_model_larger_than_the_budget_is_refused_with_the_numbers(two_files):
+    with pytest.raises(RunnerError, match=r"needs about 200\.0\sMB.*may use 100\.0\sMB"):
+        count(spec(two_files[0], "a"), 100)
+    assert loaded() == []
+
+
+def test_idle_models_and_deleted_files_are_unloaded(two_files, tmp_path):
+    first, second = two_files
+    count(spec(first, "a"), 500, idle_unload_s=0)
+    count(spec(second, "b"), 500, idle_unload_s=0)
+    (tmp_path / "second.gguf").unlink()
+    wait_until(
+        lambda: [m["slug"] for m in loaded()] == ["a"], timeout=15, what="the deleted file's model to go"
+    )
+    count(spec(first, "a"), 500, idle_unload_s=1)
+    wait_until(lambda: loaded() == [], timeout=10, what="the idle model to be unloaded")
+
+
+def test_new_settings_replace_the_loaded_copy(two_files):
+    count(spec(two_files[0], "a", n_ctx=512), 1000)
+    count(spec(two_files[0], "a", n_ctx=1024), 1000)
+    assert [m["n_ctx"] for m in loaded()] == [1024]
+
+
+def test_stop_ends_the_generation_and_still_counts_the_tokens():
+    pieces = supervisor.generate(long_reply(spec(str(bundled_model_path()), "a")), cancelled=lambda: True)
+    received = list(pieces)
+    texts = [p for p in received if isinstance(p, str)]
+    prompt_tokens, completion_tokens = received[-1]
+    assert len(texts) <= 3 and prompt_tokens > 5 and 0 < completion_tokens <= 3
+
+
+# --- Crashes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sig", "how"), [(signal.SIGSEGV, "signal 11 (SIGSEGV)"), (signal.SIGKILL, "signal 9 (SIGKILL)")]
+)
+def test_a_runner_that_dies_mid_reply_fails_it_at_once_and_the_next_one_starts(sig, how):
+    load = spec(str(bundled_model_path()), "a")
+    pid = runner_pid()
+    pieces = supervisor.generate(long_reply(load), cancelled=lambda: False)
+    assert isinstance(next(pieces), str)
+    os.kill(pid, sig)
+    killed_at = time.monotonic()
+    with pytest.raises(RunnerCrashed) as crashed:
+        for _ in pieces:
+            pass
+    assert crashed.value.how == how
+    assert time.monotonic() - killed_at < 2
+    assert count(load, 500) > 0  # a new runner answers
+    assert runner_pid() != pid
+
+
+def test_requests_in_flight_all_hear_of_the_crash(two_files):
+    load = spec(two_files[0], "a")
+    pieces = supervisor.generate(long_reply(load), cancelled=lambda: False)
+    next(pieces)
+    outcome: dict[str, BaseException] = {}
+
+    def count_meanwhile() -> None:
+        try:
+            while True:
+                count(load, 500)
+        except RunnerCrashed as exc:
+            outcome["count"] = exc
+
+    counting = threading.Thread(target=count_meanwhile)
+    counting.start()
+    os.kill(runner_pid(), signal.SIGSEGV)
+    with pytest.raises(RunnerCrashed):
+        list(pieces)
+    counting.join(timeout=5)
+    assert "SIGSEGV" in outcome["count"].how
+
+
+def test_a_runner_that_keeps_crashing_is_restarted_with_growing_pauses():
+    load = spec(str(bundled_model_path()), "a")
+    supervisor.env[FAULT_ENV] = "load"
+    pauses = []
+    for _ in range(3):
+        started = time.monotonic()
+        with pytest.raises(RunnerCrashed, match="SIGSEGV"):
+            count(load, 500)
+        pauses.append(time.monotonic() - started)
+    # Each try pays the runner's start-up; from the second on also a back-off, doubling.
+    assert pauses[2] > pauses[1] + 0.3 and pauses[1] > pauses[0] + 0.3
+    supervisor.env.clear()
+    assert count(load, 500) > 0  # the pause after three crashes, then a healthy runner
+
+
+# --- The probe --------------------------------------------------------------------------
+
+
+def test_the_probe_keeps_the_default_where_it_works(settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    result = probe.config_for(spec(str(bundled_model_path()), "a"))
+    assert result.config == DEFAULT_CONFIG
+    assert [a.ok for a in result.attempts] == [True]
+    assert result.reason.startswith("The default, repacked weights works (prompt")
+
+
+def test_the_probe_survives_a_configuration_that_crashes_and_keeps_the_fastest_that_works(settings, tmp_path):
+    # What a CPU advertising AMX that the VM does not allow does: repacked weights fault
+    # on any batch of more than one token.
+    settings.DATA_DIR = tmp_path
+    supervisor.env[FAULT_ENV] = "repacked-batch"
+    load = spec(str(bundled_model_path()), "a")
+    result = probe.config_for(load)
+    assert result.config == RuntimeConfig(n_ubatch=1)
+    assert [(a.label, a.ok) for a in result.attempts] == [
+        ("repacked weights", False),
+        ("repacked weights, micro-batch of one", True),
+    ]
+    assert "repacked weights failed (signal 11 (SIGSEGV))" in result.reason
+    # The runner writes a reply with that choice, under the same fault.
+    request = GenerateRequest(
+        spec=load,
+        config=result.config,
+        limits=limits(500),
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=8,
+        temperature=0.0,
+    )
+    assert any(
+        isinstance(p, str) and p.strip() for p in supervisor.generate(request, cancelled=lambda: False)
+    )
+    assert loaded()[0]["config"] == "repacked weights, micro-batch of one"
+
+
+def test_the_choice_is_remembered_for_this_machine_and_forgotten_on_request(settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    load = spec(str(bundled_model_path()), "a")
+    first = probe.config_for(load)
+    assert probe.results_here() == [first]  # read back from the file other processes read
+    supervisor.env[FAULT_ENV] = "load"  # a new probe would fail: none happens
+    assert probe.config_for(load) == first
+    probe.forget(load)
+    with pytest.raises(probe.ProbeFailed, match="every configuration tried"):
+        probe.config_for(load)
+
+
+def test_the_web_process_never_loads_llama_cpp(tmp_path):
+    """A reply in embedded mode, in a fresh interpreter: llama.cpp stays in the runner."""
+    script = (
+        "import django, os, sys\n"
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'localai_site.settings'\n"
+        "django.setup()\n"
+        "from django.core.management import call_command\n"
+        "call_command('migrate', verbosity=0)\n"
+        "from accounts.models import User\n"
+        "from chat import services\n"
+        "from chat.models import Conversation, Message\n"
+        "from models_hub.services import bundled_model_register\n"
+        "model = bundled_model_register()\n"
+        "user = User.objects.create_user('a@example.com', 'a long enough passphrase')\n"
+        "conversation = Conversation.objects.create(owner=user, model=model.model_id)\n"
+        "_, reply = services.message_send(conversation=conversation, content='Hi')\n"
+        "services.reply_generate(message_id=reply.pk)\n"
+        "reply.refresh_from_db()\n"
+        "print(reply.status, bool(reply.content), 'llama_cpp' in sys.modules)\n"
+    )
+    env = {**os.environ, "LOCALAI_DATA_DIR": str(tmp_path), "CHAT_MAX_TOKENS": "8"}
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.split()[-3:] == ["done", "True", "False"], done.stderr[-2000:]
