@@ -1,13 +1,16 @@
 """How much of the model's speed survives the trip to the browser.
 
 (a) raw: llama-cpp-python streaming the bundled model alone in one process, with the
-    thread count that is fastest here (both 1 and 2… are tried first);
-(b) app: the full scaled path as a websocket client sees it: daphne + Redis channel
-    layer + a `localai worker` process, with the app's own settings.
-Same prompt, greedy decoding, same max_tokens. Runs alternate raw, app, raw, app… after
-a warm-up; medians are reported as one JSON line:
+    llama.cpp configuration the app's probe chose on this machine and the thread count
+    that is fastest here (1, 2… are tried first);
+(b) app, scaled: daphne + Redis channel layer + a `localai worker`, whose model runner
+    process writes the reply, as a websocket client sees it;
+(c) app, embedded: `localai serve` alone (SQLite, in-memory layer), its runner beside it.
 
-    python bench/stream_overhead.py [--runs 9] [--max-tokens 200]
+Same prompt, greedy decoding, same max_tokens. Rounds alternate raw, scaled, raw,
+embedded… after a warm-up; medians are reported as one JSON line:
+
+    python bench/stream_overhead.py [--runs 9] [--max-tokens 200] [--modes scaled,embedded]
 
 tok/s is the decode rate: (tokens - 1) / (last token seen - first token seen);
 ratio_tok_s is the median over the pairs (a raw run, then an app run) of app / raw.
@@ -33,6 +36,7 @@ from bench._common import (  # noqa: E402
     VENV_BIN,
     app_env,
     free_port,
+    log,
     median,
     processes,
     report,
@@ -44,19 +48,15 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 # --- (a) raw llama-cpp-python, in a child process that stays loaded --------------------------
-def raw_child(threads: int, max_tokens: int) -> None:
+def raw_child(threads: int, max_tokens: int, config: dict) -> None:
     """Reads 'run' lines on stdin, answers each with one JSON line of timings."""
-    from llama_cpp import Llama
+    from models_hub.bundled import BUNDLED_CONTEXT, BUNDLED_SLUG, bundled_model_path
+    from models_hub.runner import load
+    from models_hub.runner_protocol import LoadSpec, RuntimeConfig
 
-    from models_hub.bundled import BUNDLED_CONTEXT, bundled_model_path
-
-    llama = Llama(
-        model_path=str(bundled_model_path()),
-        n_ctx=min(BUNDLED_CONTEXT, 4096),
-        n_threads=threads,
-        n_threads_batch=threads,
-        verbose=False,
-    )
+    # Loaded as the runner loads it (the same options), but streamed right here.
+    spec = LoadSpec(BUNDLED_SLUG, str(bundled_model_path()), min(BUNDLED_CONTEXT, 4096), threads, 0, "", 0)
+    llama = load(spec, RuntimeConfig(**config))
     for _line in sys.stdin:
         start = time.perf_counter()
         first = last = None
@@ -77,12 +77,22 @@ def raw_child(threads: int, max_tokens: int) -> None:
 
 
 class RawRunner:
-    def __init__(self, threads: int, max_tokens: int) -> None:
+    def __init__(self, threads: int, max_tokens: int, config: dict) -> None:
         import subprocess
 
         self.threads = threads
+        self.config = config
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--raw-child", str(threads), "--max-tokens", str(max_tokens)],
+            [
+                sys.executable,
+                __file__,
+                "--raw-child",
+                str(threads),
+                "--max-tokens",
+                str(max_tokens),
+                "--config",
+                json.dumps(config),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -98,21 +108,32 @@ class RawRunner:
         self.proc.wait(timeout=10)
 
 
-def fastest_raw(max_tokens: int) -> RawRunner:
-    """Try every thread count up to the core count; keep the fastest loaded."""
+def fastest_raw(max_tokens: int, config: dict, runs: int = 3) -> tuple[RawRunner, float]:
+    """Try every thread count up to the core count with ``config``; keep the fastest loaded."""
     best, best_speed = None, -1.0
     for threads in range(1, (os.cpu_count() or 1) + 1):
-        runner = RawRunner(threads, max_tokens)
+        runner = RawRunner(threads, max_tokens, config)
         runner.run()  # warm-up
-        speed = median([runner.run()["tok_s"] for _ in range(3)])
-        print(f"# raw with {threads} thread(s): {speed} tok/s", file=sys.stderr)
+        speed = median([runner.run()["tok_s"] for _ in range(runs)])
+        log(f"raw with {threads} thread(s), {config}: {speed} tok/s")
         if speed > best_speed:
             if best:
                 best.close()
             best, best_speed = runner, speed
         else:
             runner.close()
-    return best
+    return best, best_speed
+
+
+def probed_config() -> dict:
+    """What the app's probe chooses for the bundled model here (and remembers for the app)."""
+    from models_hub import probe
+    from models_hub.runtime import load_spec_for
+    from models_hub.services import bundled_model_register
+
+    result = probe.config_for(load_spec_for(bundled_model_register()))
+    log(f"probe chose {result.label}: {result.reason}")
+    return result.config.as_dict()
 
 
 # --- (b) the app, through the scaled path ---------------------------------------------------
@@ -172,15 +193,21 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--max-tokens", type=int, default=200)
+    parser.add_argument("--modes", default="scaled,embedded")
     parser.add_argument("--raw-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--config", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_child:
-        raw_child(args.raw_child, args.max_tokens)
+        raw_child(args.raw_child, args.max_tokens, json.loads(args.config))
         return
+    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
 
+    # One SQLite database that every process shares: the scaled stack reaches the others
+    # through Redis, the embedded server needs none.
     data_dir = Path(tempfile.mkdtemp(prefix="localai-bench-"))
-    env = app_env(data_dir, REDIS_URL=REDIS_URL, CHAT_MAX_TOKENS=str(args.max_tokens), CHAT_TEMPERATURE="0")
-    os.environ.update(env)
+    embedded_env = app_env(data_dir, CHAT_MAX_TOKENS=str(args.max_tokens), CHAT_TEMPERATURE="0")
+    scaled_env = {**embedded_env, "REDIS_URL": REDIS_URL}
+    os.environ.update(scaled_env)
     import django
 
     django.setup()
@@ -191,42 +218,65 @@ def main() -> None:
 
     redis.Redis.from_url(REDIS_URL).flushdb()
 
-    raw = fastest_raw(args.max_tokens)
-    port = free_port()
+    config = probed_config()
+    raw, _ = fastest_raw(args.max_tokens, config)
     localai = str(VENV_BIN / "localai")
-    with processes(
-        ([localai, "serve", "--port", str(port)], env, data_dir / "web.log"),
-        ([localai, "worker", "--queues", "local", "--loglevel", "warning"], env, data_dir / "worker.log"),
-    ):
-        wait_for_http(f"http://127.0.0.1:{port}/healthz")
-        app = AppClient(port)
-        app.run()  # warm-up: the worker loads the model
-        app.run()
-        raw_runs, app_runs = [], []
+    ports = {mode: free_port() for mode in modes}
+    commands = []
+    if "scaled" in modes:
+        commands += [
+            (
+                [localai, "serve", "--no-migrate", "--port", str(ports["scaled"])],
+                scaled_env,
+                data_dir / "web.log",
+            ),
+            (
+                [localai, "worker", "--queues", "local", "--loglevel", "warning"],
+                scaled_env,
+                data_dir / "worker.log",
+            ),
+        ]
+    if "embedded" in modes:
+        embedded = ([localai, "serve", "--no-migrate", "--port", str(ports["embedded"])], embedded_env)
+        commands.append((*embedded, data_dir / "embedded.log"))
+    with processes(*commands):
+        apps = {}
+        for mode in modes:
+            wait_for_http(f"http://127.0.0.1:{ports[mode]}/healthz")
+            apps[mode] = AppClient(ports[mode])
+            apps[mode].run()  # warm-up: the runner starts and loads the model
+            apps[mode].run()
+        runs: dict[str, list[tuple[dict, dict]]] = {mode: [] for mode in modes}
         for _ in range(args.runs):
-            raw_runs.append(raw.run())
-            app_runs.append(app.run())
+            for mode in modes:
+                runs[mode].append((raw.run(), apps[mode].run()))
     raw.close()
 
-    raw_tok_s, app_tok_s = median([r["tok_s"] for r in raw_runs]), median([r["tok_s"] for r in app_runs])
-    # Each app run is compared with the raw run just before it: the machine's speed drifts
-    # between minutes (other tenants), and a pair shares the same conditions.
-    pair_ratios = [app["tok_s"] / raw["tok_s"] for raw, app in zip(raw_runs, app_runs, strict=True)]
-    raw_ttft, app_ttft = median([r["ttft_ms"] for r in raw_runs]), median([r["ttft_ms"] for r in app_runs])
-    report(
-        {
-            "bench": "stream_overhead",
-            "raw_tok_s": raw_tok_s,
-            "app_tok_s": app_tok_s,
-            "ratio_tok_s": round(statistics.median(pair_ratios), 3),
+    result: dict = {
+        "bench": "stream_overhead",
+        "config": config,
+        "raw_threads": raw.threads,
+        "runs": args.runs,
+    }
+    for mode, pairs in runs.items():
+        raw_runs, app_runs = [r for r, _ in pairs], [a for _, a in pairs]
+        # Each app run is compared with the raw run just before it: the machine's speed
+        # drifts between minutes (other tenants), and a pair shares the same conditions.
+        ratios = [app["tok_s"] / raw["tok_s"] for raw, app in pairs]
+        raw_ttft, app_ttft = (
+            median([r["ttft_ms"] for r in raw_runs]),
+            median([r["ttft_ms"] for r in app_runs]),
+        )
+        result[mode] = {
+            "raw_tok_s": median([r["tok_s"] for r in raw_runs]),
+            "app_tok_s": median([r["tok_s"] for r in app_runs]),
+            "ratio_tok_s": round(statistics.median(ratios), 3),
             "raw_ttft_ms": raw_ttft,
             "app_ttft_ms": app_ttft,
             "ttft_overhead_ms": round(app_ttft - raw_ttft, 1),
-            "raw_threads": raw.threads,
             "tokens": [raw_runs[0]["tokens"], app_runs[0]["tokens"]],
-            "runs": args.runs,
         }
-    )
+    report(result)
 
 
 if __name__ == "__main__":

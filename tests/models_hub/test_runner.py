@@ -81,7 +81,7 @@ def long_reply(load: LoadSpec, budget_mb: int = 500) -> GenerateRequest:
         spec=load,
         config=DEFAULT_CONFIG,
         limits=limits(budget_mb),
-        messages=[{"role": "user", "content": "Count from one to five hundred, one number a line."}],
+        messages=[{"role": "user", "content": "Write a very long story about a dragon."}],
         max_tokens=600,
         temperature=0.0,
     )
