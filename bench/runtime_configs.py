@@ -23,29 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import VENV_BIN, app_env, free_port, log, median, processes, report, wait_for_http  # noqa: E402
-from bench.stream_overhead import AppClient, RawRunner, probed_config  # noqa: E402
-
-
-def measure(config: dict, max_tokens: int) -> tuple[RawRunner | None, float | str]:
-    """The fastest thread count for ``config``, or how it failed."""
-    best, best_speed = None, -1.0
-    for threads in range(1, (os.cpu_count() or 1) + 1):
-        runner = RawRunner(threads, max_tokens, config)
-        try:
-            runner.run()  # warm-up
-            speed = median([runner.run()["tok_s"] for _ in range(3)])
-        except (ValueError, BrokenPipeError):  # the child died: no JSON came back
-            runner.proc.wait()
-            return None, f"crashed (exit {runner.proc.returncode})"
-        log(f"{config} with {threads} thread(s): {speed} tok/s")
-        if speed > best_speed:
-            if best:
-                best.close()
-            best, best_speed = runner, speed
-        else:
-            runner.close()
-    return best, best_speed
+from bench._common import VENV_BIN, app_env, free_port, median, processes, report, wait_for_http  # noqa: E402
+from bench.stream_overhead import AppClient, fastest_raw, probed_config  # noqa: E402
 
 
 def main() -> None:
@@ -73,7 +52,7 @@ def main() -> None:
     chosen = probed_config()
     configs, best, best_config, best_speed = {}, None, None, -1.0
     for config in config_candidates(load_spec_for(bundled_model_register())):
-        runner, speed = measure(config.as_dict(), args.max_tokens)
+        runner, speed = fastest_raw(args.max_tokens, config.as_dict())
         configs[config.label] = speed
         if runner is None:
             continue

@@ -108,13 +108,19 @@ class RawRunner:
         self.proc.wait(timeout=10)
 
 
-def fastest_raw(max_tokens: int, config: dict, runs: int = 3) -> tuple[RawRunner, float]:
-    """Try every thread count up to the core count with ``config``; keep the fastest loaded."""
+def fastest_raw(max_tokens: int, config: dict, runs: int = 3) -> tuple[RawRunner | None, float | str]:
+    """Try every thread count up to the core count with ``config``; keep the fastest loaded.
+    A configuration that crashes llama.cpp here gives (None, how it ended)."""
     best, best_speed = None, -1.0
     for threads in range(1, (os.cpu_count() or 1) + 1):
         runner = RawRunner(threads, max_tokens, config)
-        runner.run()  # warm-up
-        speed = median([runner.run()["tok_s"] for _ in range(runs)])
+        try:
+            runner.run()  # warm-up
+            speed = median([runner.run()["tok_s"] for _ in range(runs)])
+        except (ValueError, BrokenPipeError):  # the child died: no JSON came back
+            if best:
+                best.close()
+            return None, f"crashed (exit {runner.proc.wait()})"
         log(f"raw with {threads} thread(s), {config}: {speed} tok/s")
         if speed > best_speed:
             if best:

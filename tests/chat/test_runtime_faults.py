@@ -108,6 +108,7 @@ def test_a_model_that_keeps_crashing_is_switched_off_until_an_admin_checks_it(
     client.force_login(admin)
     page = client.get(reverse("hub:index")).content.decode()
     assert "Switched off:" in page and "3 times in a row" in page
+    assert "CPU features" in page and "llama.cpp 0.3" in page
     assert client.post(reverse("hub:health_reset", args=[model.slug])).status_code == 302
     model.refresh_from_db()
     assert model.unhealthy_reason == "" and model.runtime_crashes == 0
@@ -127,7 +128,7 @@ def test_a_model_no_configuration_can_run_is_refused_with_the_reason(conversatio
     assert "signal 11 (SIGSEGV)" in conversation_model(conversation).unhealthy_reason
 
 
-def test_a_slow_start_is_not_taken_for_a_dead_worker(conversation, settings, tmp_path):
+def test_a_slow_start_is_not_taken_for_a_dead_worker(conversation, settings, tmp_path, client, make_user):
     # Starting the runner and probing the model take seconds before the first token:
     # several times the stale limit here. The reply's heartbeat keeps it alive.
     settings.CHAT_STALE_AFTER_S = 1
@@ -150,7 +151,11 @@ def test_a_slow_start_is_not_taken_for_a_dead_worker(conversation, settings, tmp
         checker.join()
     assert done.status == MessageStatus.DONE, done.error
     assert sum(failed_as_stale) == 0 and len(failed_as_stale) >= 5
-    assert probe.results_here()  # it was probed, in this very reply
+    [choice] = probe.results_here()  # it was probed, in this very reply
+    admin = make_user("admin@example.com", is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    page = client.get(reverse("hub:index")).content.decode()
+    assert "How models run on this machine" in page and choice.reason in page
 
 
 def test_a_late_result_never_brings_back_a_reply_that_was_replaced(conversation, settings, tmp_path):
