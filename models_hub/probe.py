@@ -80,6 +80,7 @@ class ProbeResult:
         )
 
 
+@cache  # a process does not change CPUs
 def _cpu_flags() -> list[str]:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -93,6 +94,7 @@ def cpu_features() -> list[str]:
     return [f for f in _cpu_flags() if f in _NOTABLE_FLAGS or f.startswith(_NOTABLE_PREFIXES)]
 
 
+@cache  # a rebuild takes effect in new processes only
 def llama_build_id() -> str:
     """The installed llama-cpp-python and its native libraries, without importing them:
     rebuilding with other flags gives another id."""
