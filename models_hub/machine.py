@@ -29,6 +29,10 @@ class Machine:
     # What the probe chose for each model used here: slug, configuration and why.
     runtime_choices: list[dict] = field(default_factory=list)
 
+    @property
+    def cpu_widest_unit(self) -> str:
+        return probe.cpu_widest_unit(self.cpu_features)
+
     def as_dict(self) -> dict:
         return asdict(self)
 

@@ -35,9 +35,16 @@ logger = logging.getLogger(__name__)
 
 PROMPT_TOKENS = 300
 DECODE_TOKENS = 8
-# CPU flags worth naming to a person: the vector and matrix units llama.cpp has kernels for.
-_NOTABLE_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16")
-_NOTABLE_PREFIXES = ("amx",)
+# The vector and matrix units llama.cpp has kernels for, widest last, with the CPU flags
+# that advertise them.
+FEATURE_FLAGS = {
+    "AVX2": ("avx2",),
+    "AVX-512": ("avx512f",),
+    "AVX-512 VNNI": ("avx512_vnni",),
+    "AVX-512 BF16": ("avx512_bf16",),
+    "AMX": ("amx_tile", "amx_int8", "amx_bf16"),
+}
+_NOTABLE_FLAGS = {"avx", "fma", "f16c", "avx512bw"}.union(*FEATURE_FLAGS.values())
 
 
 class ProbeFailed(Exception):
@@ -91,7 +98,13 @@ def _cpu_flags() -> list[str]:
 
 def cpu_features() -> list[str]:
     """The CPU's flags that matter to llama.cpp (as the CPU advertises them)."""
-    return [f for f in _cpu_flags() if f in _NOTABLE_FLAGS or f.startswith(_NOTABLE_PREFIXES)]
+    return [flag for flag in _cpu_flags() if flag in _NOTABLE_FLAGS]
+
+
+def cpu_widest_unit(features: list[str]) -> str:
+    """The widest unit named in ``features`` ("AMX", "AVX-512"…), for a one-word summary."""
+    present = [name for name, flags in FEATURE_FLAGS.items() if set(flags) & set(features)]
+    return present[-1] if present else "none of AVX2, AVX-512, AMX"
 
 
 @cache  # a rebuild takes effect in new processes only

@@ -44,14 +44,6 @@ class LocalModelError(Exception):
     """A local reply that cannot be written, with the reason for the person."""
 
 
-class ModelMemoryError(LocalModelError):
-    """The model does not fit this worker's memory budget."""
-
-
-class ContextTooLong(LocalModelError):
-    """The prompt does not fit the model's context window."""
-
-
 def load_spec_for(model: LocalModel) -> LoadSpec:
     """How ``model`` is loaded: its own settings, else the instance's (LLAMA_*)."""
     n_ctx = model.n_ctx or min(model.context_length, settings.LLAMA_CONTEXT)
@@ -92,9 +84,9 @@ def _configured(model: LocalModel) -> tuple[LoadSpec, probe.ProbeResult]:
 
 def _translated(exc: RunnerError) -> LocalModelError:
     if exc.kind == ERROR_MEMORY:
-        return ModelMemoryError(str(exc))
+        return LocalModelError(str(exc))
     if exc.kind == ERROR_CONTEXT:
-        return ContextTooLong(f"The conversation does not fit the model's context ({exc}).")
+        return LocalModelError(f"The conversation does not fit the model's context ({exc}).")
     logger.error("The model runner failed a request: %s", exc)
     return LocalModelError("The model failed while writing this reply.")
 
@@ -188,8 +180,9 @@ def model_unhealthy_mark(*, model: LocalModel, reason: str) -> None:
     LocalModel.objects.filter(pk=model.pk).update(unhealthy_reason=model.unhealthy_reason)
 
 
-def model_health_reset(*, model: LocalModel) -> None:
+def model_health_reset(*, model: LocalModel) -> LocalModel:
     """Let ``model`` run again, probed afresh on its next use."""
     probe.forget(load_spec_for(model))
     model.runtime_crashes, model.unhealthy_reason, model.last_crash = 0, "", ""
     LocalModel.objects.filter(pk=model.pk).update(runtime_crashes=0, unhealthy_reason="", last_crash="")
+    return model

@@ -158,9 +158,11 @@ def make_default(request, slug):
 @admin_only
 def health_reset(request, slug):
     model = _model(slug)
-    runtime.model_health_reset(model=model)
-    messages.success(request, f"{model} is switched on again; it is probed afresh on its next reply.")
-    return redirect("hub:index")
+    return _done(
+        request,
+        lambda: runtime.model_health_reset(model=model),
+        "{model} is switched on again; it is probed afresh on its next reply.",
+    )
 
 
 @require_POST

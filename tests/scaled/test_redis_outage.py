@@ -30,7 +30,7 @@ from accounts.models import User
 from chat.models import ACTIVE_STATUSES, Message, MessageStatus, Role
 from chat.services import QUEUE_UNREACHABLE
 from tests.conftest import PASSWORD
-from tests.scaled.conftest import WorkerProcess, _database_url
+from tests.scaled.conftest import LoggedProcess, WorkerProcess, _database_url
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.scaled, pytest.mark.django_db(transaction=True)]
@@ -79,7 +79,7 @@ class RedisServer:
             self.proc.wait(timeout=10)
 
 
-class WebProcess:
+class WebProcess(LoggedProcess):
     """A real `localai serve` (daphne: pages and the chat socket)."""
 
     def __init__(self, log_path: Path, **env: str) -> None:
@@ -98,15 +98,6 @@ class WebProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the web process did not start:\n{log_path.read_text()}")
             time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

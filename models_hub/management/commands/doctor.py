@@ -9,15 +9,6 @@ from models_hub import probe
 from models_hub.bundled import BUNDLED_CONTEXT, BUNDLED_NAME, BUNDLED_SLUG, bundled_model_path
 from models_hub.runner_protocol import LoadSpec
 
-# The features llama.cpp has kernels for, and the flags that advertise them.
-_FEATURES = {
-    "AVX2": ("avx2",),
-    "AVX-512": ("avx512f",),
-    "AVX-512 VNNI": ("avx512_vnni",),
-    "AVX-512 BF16": ("avx512_bf16",),
-    "AMX": ("amx_tile", "amx_int8", "amx_bf16"),
-}
-
 
 class Command(BaseCommand):
     help = "Print the CPU features, the llama.cpp build and GPU offload, then probe the bundled model."
@@ -25,7 +16,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         flags = set(probe.cpu_features())
         self.stdout.write("CPU features (as the CPU advertises them):")
-        for name, needed in _FEATURES.items():
+        for name, needed in probe.FEATURE_FLAGS.items():
             present = [flag for flag in needed if flag in flags]
             self.stdout.write(f"  {name:<13} {'yes (' + ', '.join(present) + ')' if present else 'no'}")
         info = probe.build_info()
