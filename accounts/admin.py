@@ -6,6 +6,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from localai_site.core.privacy import user_erase
+from localai_site.core.refusals import Refusal
+
 from . import services
 from .models import (
     Consent,
@@ -72,7 +75,7 @@ class DataRightsActions:
         if page:
             return page
         for user in list(queryset):
-            receipt = services.user_erase(user=user)
+            receipt = user_erase(user=user)
             self.message_user(request, f"Erased: {sum(receipt.values())} records.", messages.SUCCESS)
         return None
 
@@ -205,8 +208,8 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
         for data_request in queryset.select_related("subject"):
             try:
                 services.data_request_carry_out(request=data_request, actor=request.user)
-            except ValueError as exc:
-                self.message_user(request, f"{data_request}: {exc}", messages.WARNING)
+            except Refusal as refusal:
+                self.message_user(request, f"{data_request}: {refusal.message}", messages.WARNING)
             else:
                 self.message_user(request, f"{data_request}: done.", messages.SUCCESS)
         return None

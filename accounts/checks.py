@@ -1,10 +1,10 @@
 from django.conf import settings
 from django.core.checks import Error
 
+from .retention import MAX_CRASH_REPORT_DAYS
+
 
 def retention_within_promises(app_configs=None, **kwargs) -> list[Error]:
-    from .retention import MAX_CRASH_REPORT_DAYS
-
     days = settings.RETENTION_DAYS["crash_reports"]
     if days > MAX_CRASH_REPORT_DAYS:
         return [

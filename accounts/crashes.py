@@ -89,7 +89,7 @@ def crash_report_save(*, record: logging.LogRecord) -> None:
     exc_type, exc, tb = record.exc_info
     frames = _frames(tb)
     request = getattr(record, "request", None)
-    is_task = record.name.startswith(("celery", "localai_site.tasks"))
+    is_task = record.name.startswith(("celery", "localai_site.core.tasks"))
     CrashReport.objects.create(
         source=CrashSource.WEB if request is not None else CrashSource.TASK if is_task else CrashSource.OTHER,
         logger=record.name[:100],

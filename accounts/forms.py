@@ -3,6 +3,7 @@ from django import forms
 
 from .models import User
 from .selectors import instance_settings_get
+from .services import signup_consents_record
 
 MAX_AVATAR_BYTES = 2 * 1024 * 1024
 DELETE_WORD = "DELETE"
@@ -67,7 +68,5 @@ class SignupConsentForm(forms.Form):
             del self.fields["analytics"]  # the browser already said no
 
     def signup(self, request, user) -> None:
-        from .services import signup_consents_record
-
         analytics = self.cleaned_data.get("analytics", False) and not getattr(request, "gpc", False)
         signup_consents_record(user=user, analytics=analytics)

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.contrib.auth.base_user import BaseUserManager
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils import timezone
+
+from localai_site.core.singleton import SingletonModel
 
 
 class UserManager(BaseUserManager["User"]):
@@ -57,7 +60,7 @@ class User(AbstractUser):
         help_text="Restriction of processing: the person can read and export, nothing new is processed.",
     )
     # The current state of the person's consent records, kept here so that recording an
-    # event does not read the whole history (accounts.consent keeps both in step).
+    # event does not read the whole history (accounts.services.consent_set keeps both in step).
     analytics_enabled = models.BooleanField(default=False, editable=False)
     policy_version_reviewed = models.PositiveIntegerField(default=0, editable=False)
 
@@ -83,8 +86,8 @@ class SignupMode(models.TextChoices):
     CLOSED = "closed", "Nobody may sign up"
 
 
-class InstanceSettings(models.Model):
-    """Instance-wide switches admins change in the admin. Always exactly one row."""
+class InstanceSettings(SingletonModel):
+    """Instance-wide switches admins change in the admin."""
 
     signup_mode = models.CharField(max_length=10, choices=SignupMode.choices, default=SignupMode.OPEN)
     cloud_enabled = models.BooleanField(
@@ -104,9 +107,9 @@ class InstanceSettings(models.Model):
     def __str__(self) -> str:
         return "Instance settings"
 
-    def save(self, *args: object, **kwargs: object) -> None:
-        self.pk = 1
-        super().save(*args, **kwargs)
+    @classmethod
+    def defaults(cls) -> dict[str, object]:
+        return {"signup_mode": settings.SIGNUP_MODE_DEFAULT}
 
 
 def _invitation_token() -> str:
@@ -132,10 +135,6 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"Invitation {self.email or self.token[:8]}"
-
-    @property
-    def is_open(self) -> bool:
-        return self.accepted_at is None
 
 
 def _download_token() -> str:

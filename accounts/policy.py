@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
-from chat.rendering import markdown_to_html
+from localai_site.core.markdown import markdown_to_html
 
 from .models import PolicyVersion
 from .retention import RULES

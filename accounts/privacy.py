@@ -2,9 +2,10 @@ from allauth.account.models import EmailAddress, EmailConfirmation
 from allauth.socialaccount.models import SocialAccount, SocialToken
 from django.contrib.admin.models import LogEntry
 
-from localai_site.privacy import Erase, PersonalData, pseudonym, register
+from localai_site.core.privacy import Erase, PersonalData, pseudonym, register, register_section
 
 from .models import Consent, DataSubjectRequest, ExportArchive, Invitation, PolicyVersion, UsageEvent, User
+from .retention import retention_table
 
 register(
     PersonalData(
@@ -116,3 +117,5 @@ register(
         erase=Erase.UNLINK,
     ),
 )
+
+register_section("retention", lambda user: retention_table())

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from .analytics import usage_rollup
 from .models import CrashReport, DataSubjectRequest, RequestStatus
+from .services import exports_purge
 
 MAX_CRASH_REPORT_DAYS = 90
 
@@ -36,8 +37,6 @@ def _analytics_purge(cutoff: datetime) -> int:
 
 
 def _exports_purge(cutoff: datetime) -> int:
-    from .services import exports_purge  # services lists this table in every export
-
     return exports_purge(created_before=cutoff)
 
 

@@ -2,13 +2,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.conf import settings
-from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from .models import (
     Consent,
-    ConsentPurpose,
     CrashReport,
     ExportArchive,
     InstanceSettings,
@@ -18,12 +15,7 @@ from .models import (
 
 
 def instance_settings_get() -> InstanceSettings:
-    found = InstanceSettings.objects.filter(pk=1).first()
-    if found is None:
-        found, _ = InstanceSettings.objects.get_or_create(
-            pk=1, defaults={"signup_mode": settings.SIGNUP_MODE_DEFAULT}
-        )
-    return found
+    return InstanceSettings.load()
 
 
 def invitation_find_open(*, token: str, email: str | None = None) -> Invitation | None:
@@ -48,35 +40,6 @@ def export_downloadable(*, user, token: str) -> ExportArchive | None:
     return archive if archive is not None and archive.is_downloadable else None
 
 
-def conversation_counts(*, user) -> dict[str, int]:
-    from chat.models import Conversation, Provider
-
-    conversations = Conversation.objects.filter(owner=user)
-    local = conversations.filter(provider=Provider.LOCAL).count()
-    return {"local": local, "cloud": conversations.count() - local}
-
-
-def recipients_of(*, user) -> list[dict]:
-    """Who received this person's words: this instance, and each cloud provider, with when."""
-    from chat.models import Message, Provider
-
-    received = (
-        Message.objects.filter(conversation__owner=user)
-        .values("provider")
-        .annotate(messages=Count("id"), first=Min("created_at"), last=Max("created_at"))
-        .order_by("provider")
-    )
-    return [
-        {
-            "recipient": "this instance" if row["provider"] == Provider.LOCAL else row["provider"],
-            "messages": row["messages"],
-            "first": row["first"].isoformat(),
-            "last": row["last"].isoformat(),
-        }
-        for row in received
-    ]
-
-
 def policy_current() -> PolicyVersion | None:
     """The version in force; None while the instance shows its built-in policy."""
     return PolicyVersion.objects.order_by("-version").first()
@@ -95,10 +58,6 @@ def policy_significant_version() -> int:
 
 def consents_of(*, user) -> list[Consent]:
     return list(Consent.objects.filter(user=user))
-
-
-def consent_current(*, user, purpose: ConsentPurpose) -> Consent | None:
-    return Consent.objects.filter(user=user, purpose=purpose).first()
 
 
 def crash_reports_recent(*, days: int) -> int:

@@ -1,28 +1,19 @@
 from __future__ import annotations
 
-import json
-import shutil
-import zipfile
-from collections import Counter
-from collections.abc import Callable
+import calendar
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.admin.models import LogEntry
-from django.contrib.auth import SESSION_KEY
-from django.contrib.contenttypes.models import ContentType
-from django.contrib.sessions.models import Session
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Q
-from django.db.models.fields.files import FieldFile
-from django.template.loader import render_to_string
 from django.utils import timezone
 
-from localai_site.files import files_delete_after_commit
-from localai_site.privacy import Erase, PersonalData, pseudonym, registry
-from localai_site.tasks import task_enqueue
+from localai_site.core.files import files_delete_after_commit
+from localai_site.core.privacy import pseudonym, user_erase, user_export
+from localai_site.core.queues import Queue
+from localai_site.core.refusals import Refusal
+from localai_site.core.tasks import task_enqueue
 
 from .analytics import usage_record
 from .models import (
@@ -40,12 +31,10 @@ from .models import (
     UsageEventName,
     User,
 )
-from .retention import retention_table
 from .selectors import (
     instance_settings_get,
     policy_current,
     policy_label,
-    recipients_of,
 )
 
 
@@ -111,102 +100,7 @@ def policy_publish(*, body: str, summary: str, significant: bool, published_by: 
     )
 
 
-# --- Data-subject rights: export and erasure, over the personal-data registry -----------
-
-EXPORT_SCHEMA_VERSION = 1
-
-
-def _json_rows(rows, fields: tuple[str, ...]):
-    """One JSON array, produced row by row: an export never holds a whole table in memory."""
-    yield b"["
-    for index, row in enumerate(rows.order_by("pk").values(*fields).iterator(chunk_size=500)):
-        yield (b",\n" if index else b"\n") + json.dumps(
-            row, cls=DjangoJSONEncoder, ensure_ascii=False
-        ).encode()
-    yield b"\n]\n"
-
-
-def _files_of(entry: PersonalData, rows) -> list[FieldFile]:
-    found = []
-    for name in entry.files:
-        for obj in rows.exclude(**{name: ""}).only("pk", name):
-            found.append(getattr(obj, name))
-    return found
-
-
-def user_export(
-    *, user: User, destination: Path, progress: Callable[[int], None] | None = None
-) -> dict[str, int]:
-    """Everything the instance keeps about ``user``, as a ZIP at ``destination``: one JSON
-    file per category, the original files, a manifest and a readable index.html.
-    Returns the number of records per category; ``progress`` hears the percentage done."""
-    counts: dict[str, int] = {}
-    categories = []
-    exported = [entry for entry in registry() if entry.category is not None]
-    with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for done, entry in enumerate(exported):
-            if progress:
-                progress(round(100 * done / (len(exported) + 1)))
-            rows = entry.rows_of(user)
-            counts[entry.category] = rows.count()
-            with archive.open(f"{entry.category}.json", "w") as handle:
-                for chunk in _json_rows(rows, entry.fields):
-                    handle.write(chunk)
-            for stored in _files_of(entry, rows):
-                with stored.open("rb") as source, archive.open(f"files/{stored.name}", "w") as target:
-                    shutil.copyfileobj(source, target, 1024 * 1024)
-            categories.append(
-                {"name": entry.category, "file": f"{entry.category}.json", "purpose": entry.purpose}
-            )
-        manifest = {
-            "schema_version": EXPORT_SCHEMA_VERSION,
-            "generated_at": timezone.now().isoformat(),
-            "subject": user.email,
-            "categories": [{**c, "records": counts[c["name"]]} for c in categories],
-            "recipients": recipients_of(user=user),
-            "retention": retention_table(),
-            "sources": ["you, through this instance", "this instance, while it ran the models you chose"],
-        }
-        archive.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
-        archive.writestr("index.html", render_to_string("accounts/export_index.html", {"manifest": manifest}))
-    return counts
-
-
-def _sessions_end(user: User) -> int:
-    ended = [s.pk for s in Session.objects.iterator() if s.get_decoded().get(SESSION_KEY) == str(user.pk)]
-    Session.objects.filter(pk__in=ended).delete()
-    return len(ended)
-
-
-@transaction.atomic
-def user_erase(*, user: User) -> dict[str, int]:
-    """Erase ``user`` as the registry says; returns a receipt of counts per model, no content."""
-    counts: Counter[str] = Counter()
-    # Every file first: deleting one model's rows can cascade to another's (a conversation
-    # takes its uploads with it), and the rows name the files.
-    files_delete_after_commit(
-        stored
-        for entry in registry()
-        if entry.erase == Erase.DELETE
-        for stored in _files_of(entry, entry.rows_of(user))
-    )
-    for entry in registry():
-        if not entry.owner:
-            continue  # the person's own row goes last, below
-        rows = entry.rows_of(user)
-        if entry.erase == Erase.DELETE:
-            counts.update(rows.delete()[1])
-        elif entry.erase == Erase.UNLINK:
-            counts[f"{entry.label} (unlinked)"] += rows.update(**{entry.owner: None})
-        else:
-            counts[f"{entry.label} (pseudonymised)"] += rows.update(**entry.pseudonyms_for(user))
-    counts["sessions"] = _sessions_end(user)
-    # Admin history about this account keeps its shape but no longer says who it was.
-    counts["admin.LogEntry (scrubbed)"] = LogEntry.objects.filter(
-        content_type=ContentType.objects.get_for_model(User), object_id=str(user.pk)
-    ).update(object_repr="erased account", change_message="")
-    counts.update(user.delete()[1])
-    return {label: count for label, count in counts.items() if count}
+# --- Data-subject rights (export and erasure walk the registry: localai_site.core.privacy) ---
 
 
 def export_request(*, user: User, requested_by: User | None = None) -> ExportArchive:
@@ -218,12 +112,7 @@ def export_request(*, user: User, requested_by: User | None = None) -> ExportArc
     if requested_by is None:
         usage_record(user=user, name=UsageEventName.EXPORT_REQUESTED)
 
-    def start() -> None:
-        from .tasks import build_export
-
-        task_enqueue(build_export, archive.pk, queue="default")
-
-    transaction.on_commit(start)
+    transaction.on_commit(lambda: task_enqueue("accounts.build_export", archive.pk, queue=Queue.DEFAULT))
     return archive
 
 
@@ -286,8 +175,6 @@ def data_request_save(*, request: DataSubjectRequest) -> DataSubjectRequest:
 
 
 def _days_in(year: int, month: int) -> int:
-    import calendar
-
     return calendar.monthrange(year, month)[1]
 
 
@@ -307,11 +194,11 @@ def data_request_carry_out(*, request: DataSubjectRequest, actor: User) -> DataS
     """Do what the request asks, record who did it and the outcome (counts, never content)."""
     action = AUTOMATIC_KINDS.get(request.kind)
     if action is None:
-        raise ValueError(
-            f"A {request.get_kind_display()} request is handled by hand; then mark it completed."
+        raise Refusal(
+            "by_hand", f"A {request.get_kind_display()} request is handled by hand; then mark it completed."
         )
     if request.subject is None:
-        raise ValueError("Link the request to an account first (after verifying the requester).")
+        raise Refusal("no_subject", "Link the request to an account first (after verifying the requester).")
     user = request.subject
     if action == "export":
         archive = export_request(user=user, requested_by=actor)

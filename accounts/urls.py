@@ -11,7 +11,6 @@ urlpatterns = [
     path("privacy/export/", views.export_start, name="export_start"),
     path("privacy/exports/<int:export_id>/status/", views.export_status, name="export_status"),
     path("privacy/exports/<str:token>/download/", views.export_download, name="export_download"),
-    path("privacy/history/clear/", views.history_clear, name="history_clear"),
     path("privacy/analytics/", views.analytics_consent, name="analytics_consent"),
     path("privacy/delete-account/", views.account_delete, name="account_delete"),
     path(

@@ -8,8 +8,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from chat.selectors import uploads_for
-from chat.services import conversations_clear
+from localai_site.core.privacy import panels_for, user_erase
 
 from . import selectors, services
 from .analytics import usage_summary
@@ -43,12 +42,10 @@ def privacy(request):
     user = request.user
     context = {
         "export": selectors.export_latest(user=user),
-        "recipients": selectors.recipients_of(user=user),
-        "conversation_counts": selectors.conversation_counts(user=user),
         "consents": selectors.consents_of(user=user),
         "policy": selectors.policy_current(),
         "gpc": request.gpc,
-        "uploads": uploads_for(user=user),
+        "panels": panels_for(user),  # what the other apps keep: chats, files, who received them
     }
     return render(request, "accounts/privacy.html", context)
 
@@ -124,24 +121,12 @@ def export_download(request, token):
 
 
 @login_required
-@require_POST
-def history_clear(request):
-    scope = request.POST.get("scope")
-    if scope not in ("local", "cloud"):
-        raise Http404("Say which history to clear.")
-    count = conversations_clear(user=request.user, local=scope == "local")
-    kind = "local-model" if scope == "local" else "cloud"
-    messages.success(request, f"Deleted {count} {kind} conversation{'s' if count != 1 else ''}.")
-    return redirect("accounts:privacy")
-
-
-@login_required
 def account_delete(request):
     form = AccountDeleteForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         user = request.user
         logout(request)
-        services.user_erase(user=user)
+        user_erase(user=user)
         messages.success(request, "Your account and everything kept about you were erased.")
         return redirect("account_login")
     return render(request, "accounts/account_delete.html", {"form": form})

@@ -280,7 +280,7 @@ def redis_process():
 
 
 def wait_for_workers(count: int, timeout: float = 60.0) -> None:
-    """Workers announce themselves in Redis once Celery is ready (localai_site/probes.py)."""
+    """Workers announce themselves in Redis once Celery is ready (models_hub/workers.py)."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)

@@ -5,12 +5,12 @@ Builds a person with 10,000 messages (in 20 conversations) and 200 files of 100 
 chat.services.upload_save as an upload from the browser would be), and a second person
 who must come out of it untouched. Then, each in a fresh child process:
 
-- export: accounts.services.user_export, the real streamed ZIP, written to a file;
+- export: localai_site.core.privacy.user_export, the real streamed ZIP, written to a file;
   ``export_peak_rss_mb`` is the child's peak resident memory (ru_maxrss), Django included;
   ``export_rss_over_setup_mb`` is how far the export raised it above Django's own.
 - baseline: the same files zipped with ``zipfile`` straight from disk, in a child that has
   loaded Django the same way; ``export_ratio`` = export / baseline time.
-- erase: accounts.services.user_erase, until the files are gone from disk (after commit).
+- erase: localai_site.core.privacy.user_erase, until the files are gone from disk (after commit).
   Erasure destroys the data, so each erase run gets a freshly built person.
 
 Targets: export_s <= 30, export_peak_rss_mb <= 300, erase_s <= 10 (medians of --runs).
@@ -108,8 +108,8 @@ def child(kind: str, user_id: int, out: Path) -> dict:
 
     django.setup()
     from accounts.models import User
-    from accounts.services import user_erase, user_export
     from chat.models import Upload
+    from localai_site.core.privacy import user_erase, user_export
 
     user = User.objects.get(pk=user_id)
     setup_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux

@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from . import services
 from .models import CloudModel, CloudProvider, Conversation, Message, Persona
 from .providers import ProviderError
+from .providers.cloud import PRESET_BASE_URLS
 
 
 @admin.register(Conversation)
@@ -80,8 +81,6 @@ class CloudProviderForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        from .providers.cloud import PRESET_BASE_URLS
-
         if not cleaned.get("base_url") and cleaned.get("kind") not in PRESET_BASE_URLS:
             self.add_error("base_url", "A custom endpoint needs its base URL, e.g. http://host:8000/v1.")
         return cleaned

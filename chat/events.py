@@ -1,4 +1,4 @@
-"""The frames the server sends over the chat socket (see chat/static/chat/chat.js).
+"""The frames the server sends over the chat socket (see static/chat/chat.js).
 
 Offsets and lengths count UTF-16 code units, the way JavaScript strings do, so the
 browser can place a delta with ``text.length`` and emoji never shift the text.
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from localai_site.core.markdown import markdown_to_html
+
 from .models import Message, Role
-from .rendering import markdown_to_html
 
 
 def utf16_len(text: str) -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from .errors import ChatError
+from localai_site.core.refusals import Refusal
 
 MAX_SYNC_IDS = 200
 
@@ -47,46 +47,46 @@ def _optional_int(frame: dict, key: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ChatError("bad_frame", f"'{key}' must be a message id (a whole number).")
+        raise Refusal("bad_frame", f"'{key}' must be a message id (a whole number).")
     return value
 
 
 def _required_int(frame: dict, key: str) -> int:
     value = _optional_int(frame, key)
     if value is None:
-        raise ChatError("bad_frame", f"'{frame['type']}' needs '{key}' (a message id).")
+        raise Refusal("bad_frame", f"'{frame['type']}' needs '{key}' (a message id).")
     return value
 
 
 def _text(frame: dict, key: str) -> str:
     value = frame.get(key)
     if not isinstance(value, str):
-        raise ChatError("bad_frame", f"'{frame['type']}' needs '{key}' (text).")
+        raise Refusal("bad_frame", f"'{frame['type']}' needs '{key}' (text).")
     return value
 
 
 def frame_parse(raw: str | bytes | None, *, conversation_id: str) -> ClientFrame:
     if raw is None:
-        raise ChatError("bad_frame", "Frames must be JSON text.")
+        raise Refusal("bad_frame", "Frames must be JSON text.")
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
     if size > settings.CHAT_MAX_FRAME_BYTES:
-        raise ChatError("too_large", f"Frames are limited to {settings.CHAT_MAX_FRAME_BYTES // 1024} KB.")
+        raise Refusal("too_large", f"Frames are limited to {settings.CHAT_MAX_FRAME_BYTES // 1024} KB.")
     try:
         frame = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise ChatError("bad_json", "That frame is not valid JSON.") from None
+        raise Refusal("bad_json", "That frame is not valid JSON.") from None
     if not isinstance(frame, dict):
-        raise ChatError("bad_frame", "A frame must be a JSON object with a 'type'.")
+        raise Refusal("bad_frame", "A frame must be a JSON object with a 'type'.")
     named = frame.get("conversation")
     if named is not None and str(named) != conversation_id:
-        raise ChatError("forbidden", "This socket belongs to another conversation.")
+        raise Refusal("forbidden", "This socket belongs to another conversation.")
 
     kind = frame.get("type")
     if kind == "send":
         content = _text(frame, "content")
         model = frame.get("model")
         if model is not None and not isinstance(model, str):
-            raise ChatError("bad_frame", "'model' must be a model id (text).")
+            raise Refusal("bad_frame", "'model' must be a model id (text).")
         return SendFrame(content=content, model=model or None)
     if kind == "stop":
         return StopFrame(message_id=_optional_int(frame, "message"))
@@ -97,12 +97,12 @@ def frame_parse(raw: str | bytes | None, *, conversation_id: str) -> ClientFrame
             or len(ids) > MAX_SYNC_IDS
             or any(isinstance(i, bool) or not isinstance(i, int) for i in ids)
         ):
-            raise ChatError("bad_frame", f"'messages' must be a list of at most {MAX_SYNC_IDS} message ids.")
+            raise Refusal("bad_frame", f"'messages' must be a list of at most {MAX_SYNC_IDS} message ids.")
         return SyncFrame(message_ids=ids)
     if kind == "regenerate":
         return RegenerateFrame(message_id=_required_int(frame, "message"))
     if kind == "edit":
         return EditFrame(message_id=_required_int(frame, "message"), content=_text(frame, "content"))
     if kind is None:
-        raise ChatError("bad_frame", "A frame must have a 'type'.")
-    raise ChatError("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.")
+        raise Refusal("bad_frame", "A frame must have a 'type'.")
+    raise Refusal("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.")

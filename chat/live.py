@@ -22,7 +22,7 @@ from functools import cache
 
 from django.conf import settings
 
-from .realtime import publisher, redis_pubsub_message
+from localai_site.core.realtime import publisher, redis_pubsub_message
 
 logger = logging.getLogger(__name__)
 

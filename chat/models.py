@@ -6,6 +6,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from localai_site.core.crypto import EncryptedTextField
+
 
 class Provider(models.TextChoices):
     """Who received the text of a message: this instance, or a cloud provider (its slug)."""
@@ -29,7 +31,7 @@ class CloudProvider(models.Model):
     name = models.CharField(max_length=80)
     kind = models.CharField(max_length=20, choices=CloudProviderKind.choices)
     base_url = models.URLField(max_length=300)
-    api_key_encrypted = models.TextField(blank=True, editable=False)
+    api_key_encrypted = EncryptedTextField()
     api_key_hint = models.CharField(max_length=12, blank=True, editable=False)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

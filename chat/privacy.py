@@ -1,6 +1,7 @@
-from localai_site.privacy import PersonalData, register
+from localai_site.core.privacy import PersonalData, PrivacyPanel, register, register_panel, register_section
 
 from .models import Conversation, Message, Persona, Upload
+from .selectors import conversation_counts, recipients_of, uploads_for
 
 register(
     PersonalData(
@@ -44,4 +45,16 @@ register(
         fields=("id", "conversation_id", "original_name", "content_type", "size", "created_at", "file"),
         files=("file",),
     ),
+)
+
+register_section("recipients", lambda user: recipients_of(user=user))
+register_panel(
+    PrivacyPanel(
+        template="chat/privacy_panel.html",
+        context=lambda user: {
+            "recipients": recipients_of(user=user),
+            "uploads": uploads_for(user=user),
+            "conversation_counts": conversation_counts(user=user),
+        },
+    )
 )

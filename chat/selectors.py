@@ -4,14 +4,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
 
 from . import live
 from .events import message_payload
-from .models import ACTIVE_STATUSES, Conversation, Message, Persona, Role, Upload
+from .models import ACTIVE_STATUSES, Conversation, Message, Persona, Provider, Role, Upload
 
 MESSAGES_PAGE = 50
 
@@ -118,3 +118,33 @@ def persona_get_visible(*, user: User, persona_id: int) -> Persona | None:
 def persona_get_owned(*, user: User, persona_id: int) -> Persona | None:
     """Only the person who made a persona may change it (shared ones are the admin's)."""
     return Persona.objects.filter(pk=persona_id, owner=user).first()
+
+
+def conversation_counts(*, user: User) -> dict[str, int]:
+    conversations = Conversation.objects.filter(owner=user)
+    local = conversations.filter(provider=Provider.LOCAL).count()
+    return {"local": local, "cloud": conversations.count() - local}
+
+
+def recipients_of(*, user: User) -> list[dict]:
+    """Who received this person's words: this instance, and each cloud provider, with when."""
+    received = (
+        Message.objects.filter(conversation__owner=user)
+        .values("provider")
+        .annotate(messages=Count("id"), first=Min("created_at"), last=Max("created_at"))
+        .order_by("provider")
+    )
+    return [
+        {
+            "recipient": "this instance" if row["provider"] == Provider.LOCAL else row["provider"],
+            "messages": row["messages"],
+            "first": row["first"].isoformat(),
+            "last": row["last"].isoformat(),
+        }
+        for row in received
+    ]
+
+
+def replies_active_count(*, model_id: str) -> int:
+    """Replies queued or being written with the model ``model_id``."""
+    return Message.objects.filter(model=model_id, status__in=ACTIVE_STATUSES).count()

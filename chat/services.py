@@ -14,12 +14,13 @@ from django.utils import timezone
 from accounts.analytics import usage_record
 from accounts.models import UsageEventName, User
 from accounts.selectors import instance_settings_get
-from localai_site.crypto import secret_encrypt, secret_hint, secret_rotate
-from localai_site.files import files_delete_after_commit
-from localai_site.tasks import TaskQueueUnavailable, task_enqueue
+from localai_site.core.crypto import secret_encrypt, secret_hint
+from localai_site.core.files import files_delete_after_commit
+from localai_site.core.realtime import publisher
+from localai_site.core.refusals import Refusal
+from localai_site.core.tasks import TaskQueueUnavailable, task_enqueue
 
 from . import live
-from .errors import ChatError
 from .events import message_event, removed_event
 from .models import (
     ACTIVE_STATUSES,
@@ -33,8 +34,8 @@ from .models import (
     Role,
     Upload,
 )
-from .providers import ChatTurn, GenerationParams, ModelChoice, ProviderError, model_resolve, provider_for
-from .realtime import publisher
+from .providers import ChatTurn, GenerationParams, ModelChoice, model_resolve, provider_for
+from .providers.cloud import PRESET_BASE_URLS, provider_models_list
 from .selectors import persona_get_visible
 from .streaming import ReplyHeartbeat, ReplyWriter
 from .uploads import upload_kind
@@ -66,14 +67,14 @@ def _model_choose(*, user: User, model_id: str | None) -> ModelChoice:
     choice = model_resolve(model_id)
     if choice is None:
         if model_id:
-            raise ChatError("unknown_model", f"The model {model_id!r} is not available on this instance.")
-        raise ChatError("no_model", "No model is installed yet; an admin can add one in the model hub.")
+            raise Refusal("unknown_model", f"The model {model_id!r} is not available on this instance.")
+        raise Refusal("no_model", "No model is installed yet; an admin can add one in the model hub.")
     if not choice.is_local and not cloud_allowed(user):
         if user.local_only:
-            raise ChatError("local_only", "Your account is set to local models only (Settings → Privacy).")
-        raise ChatError("cloud_off", "Cloud providers are turned off on this instance.")
+            raise Refusal("local_only", "Your account is set to local models only (Settings → Privacy).")
+        raise Refusal("cloud_off", "Cloud providers are turned off on this instance.")
     if choice.local_model is not None and choice.local_model.unhealthy_reason:
-        raise ChatError(
+        raise Refusal(
             "model_unhealthy",
             f"{choice.label} is switched off: {choice.local_model.unhealthy_reason} "
             "An admin can check it again on the Models page; pick another model meanwhile.",
@@ -83,10 +84,10 @@ def _model_choose(*, user: User, model_id: str | None) -> ModelChoice:
 
 def _content_check(content: object) -> str:
     if not isinstance(content, str) or not content.strip():
-        raise ChatError("empty", "Write a message first.")
+        raise Refusal("empty", "Write a message first.")
     size = len(content.encode("utf-8"))
     if size > settings.CHAT_MAX_MESSAGE_BYTES:
-        raise ChatError(
+        raise Refusal(
             "too_long",
             f"The message is {size // 1024} KB; the limit is {settings.CHAT_MAX_MESSAGE_BYTES // 1024} KB.",
         )
@@ -102,7 +103,7 @@ def _persona_choose(*, user: User, persona_id: int | None) -> Persona | None:
         return None
     persona = persona_get_visible(user=user, persona_id=persona_id)
     if persona is None:
-        raise ChatError("unknown_persona", "That persona does not exist or is not yours.")
+        raise Refusal("unknown_persona", "That persona does not exist or is not yours.")
     return persona
 
 
@@ -114,7 +115,7 @@ def conversation_create(
     wanted = model_id or (persona.default_model if persona else "") or owner.default_model
     try:
         choice = _model_choose(user=owner, model_id=wanted)
-    except ChatError:
+    except Refusal:
         if model_id:
             raise
         choice = _model_choose(user=owner, model_id=None)  # a remembered default that is gone
@@ -133,7 +134,7 @@ def conversation_create(
 def _check_privacy_line(conversation: Conversation, choice: ModelChoice) -> None:
     """A conversation that used a local model never goes to a cloud provider."""
     if not choice.is_local and conversation.provider == Provider.LOCAL and conversation.messages.exists():
-        raise ChatError(
+        raise Refusal(
             "stays_local",
             f"This conversation used a local model, so it stays on this instance. "
             f"Start a new chat to use {choice.provider_name}.",
@@ -142,7 +143,7 @@ def _check_privacy_line(conversation: Conversation, choice: ModelChoice) -> None
 
 def _check_not_restricted(user: User) -> None:
     if user.processing_restricted:
-        raise ChatError(
+        raise Refusal(
             "restricted",
             "Processing of your data is restricted: you can read and export it, "
             "but nothing new is processed.",
@@ -154,7 +155,7 @@ def _lock_idle(conversation: Conversation) -> Conversation:
     locked = Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
     _check_not_restricted(locked.owner)
     if locked.messages.filter(status__in=ACTIVE_STATUSES).exists():
-        raise ChatError("busy", "A reply is still being written. Wait for it or press Stop.")
+        raise Refusal("busy", "A reply is still being written. Wait for it or press Stop.")
     return locked
 
 
@@ -176,10 +177,8 @@ def _reply_start(conversation: Conversation, choice: ModelChoice, *announce: Mes
     def after_commit() -> None:
         for message in (*announce, reply):
             _publish(message)
-        from .tasks import generate_reply
-
         try:
-            task_enqueue(generate_reply, reply.pk, queue=choice.queue())
+            task_enqueue("chat.generate_reply", reply.pk, queue=choice.queue())
         except TaskQueueUnavailable as exc:
             # No worker will ever see it: say so now rather than leave it queued. The caller
             # reads the failure from ``reply`` (the socket tells its browser directly: the
@@ -234,7 +233,7 @@ def reply_regenerate(*, conversation: Conversation, message_id: int) -> Message:
     conversation = _lock_idle(conversation)
     last = conversation.messages.order_by("-id").first()
     if last is None or last.pk != message_id or last.role != Role.ASSISTANT:
-        raise ChatError("not_last_reply", "Only the last reply can be written again.")
+        raise Refusal("not_last_reply", "Only the last reply can be written again.")
     choice = _model_choose(user=conversation.owner, model_id=conversation.model)
     last.delete()
     publisher.publish(conversation.group_name, removed_event([message_id]))
@@ -248,7 +247,7 @@ def message_edit(*, conversation: Conversation, message_id: int, content: str) -
     conversation = _lock_idle(conversation)
     message = conversation.messages.filter(pk=message_id, role=Role.USER).first()
     if message is None:
-        raise ChatError("not_found", "There is no message of yours with that id here.")
+        raise Refusal("not_found", "There is no message of yours with that id here.")
     choice = _model_choose(user=conversation.owner, model_id=conversation.model)
     later = list(conversation.messages.filter(id__gt=message.pk).values_list("id", flat=True))
     conversation.messages.filter(id__in=later).delete()
@@ -263,7 +262,7 @@ def persona_save(*, owner: User, persona: Persona) -> Persona:
     persona.owner = owner
     persona.is_shared = False
     if persona.default_model and model_resolve(persona.default_model) is None:
-        raise ChatError("unknown_model", "That model is not available on this instance.")
+        raise Refusal("unknown_model", "That model is not available on this instance.")
     persona.save()
     return persona
 
@@ -271,7 +270,7 @@ def persona_save(*, owner: User, persona: Persona) -> Persona:
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
     title = " ".join(str(title).split())
     if not title:
-        raise ChatError("empty", "A title cannot be empty.")
+        raise Refusal("empty", "A title cannot be empty.")
     conversation.title = title[:200]
     conversation.save(update_fields=["title"])
     return conversation
@@ -355,8 +354,8 @@ def reply_generate(*, message_id: int) -> None:
             writer.flush()
         status = MessageStatus.STOPPED if writer.cancel.is_set() else MessageStatus.DONE
         error = ""
-    except (ProviderError, ChatError) as exc:
-        status, error = MessageStatus.FAILED, str(exc)
+    except Refusal as exc:
+        status, error = MessageStatus.FAILED, exc.message
     except Exception:
         logger.exception("Generating reply %s failed", message_id)
         status, error = MessageStatus.FAILED, "The model failed while writing this reply."
@@ -461,8 +460,6 @@ def conversation_delete(*, conversation: Conversation) -> None:
 def cloud_provider_save(*, provider: CloudProvider, api_key: str | None) -> CloudProvider:
     """Save a provider; a new key replaces the stored one, an empty one keeps it."""
     if not provider.base_url:
-        from .providers.cloud import PRESET_BASE_URLS
-
         provider.base_url = PRESET_BASE_URLS.get(provider.kind, "")
     if api_key:
         provider.api_key_encrypted = secret_encrypt(api_key)
@@ -473,23 +470,12 @@ def cloud_provider_save(*, provider: CloudProvider, api_key: str | None) -> Clou
 
 def cloud_models_discover(*, provider: CloudProvider) -> int:
     """Record the models the provider offers; new ones start disabled. Returns how many are new."""
-    from .providers.cloud import provider_models_list
-
     names = provider_models_list(provider)
     known = set(provider.models.values_list("name", flat=True))
     CloudModel.objects.bulk_create(
         [CloudModel(provider=provider, name=name) for name in names if name not in known]
     )
     return len(set(names) - known)
-
-
-def secrets_rotate() -> int:
-    """Re-encrypt every stored secret with the newest encryption key."""
-    providers = CloudProvider.objects.exclude(api_key_encrypted="")
-    for provider in providers:
-        provider.api_key_encrypted = secret_rotate(provider.api_key_encrypted)
-    CloudProvider.objects.bulk_update(providers, ["api_key_encrypted"])
-    return len(providers)
 
 
 def conversations_clear(*, user: User, local: bool) -> int:
@@ -517,15 +503,15 @@ def _upload_name(name: str | None) -> str:
 
 def upload_save(*, owner: User, conversation: Conversation | None, file: UploadedFile) -> Upload:
     """Keep a file a person gives the instance, once its size and real type are checked.
-    Refused files raise ChatError and leave nothing behind."""
+    Refused files raise Refusal and leave nothing behind."""
     _check_not_restricted(owner)
     if conversation is not None and conversation.owner_id != owner.pk:
-        raise ChatError("not_found", "No such conversation of yours.")
+        raise Refusal("not_found", "No such conversation of yours.")
     name = _upload_name(file.name)
     if not file.size:
-        raise ChatError("upload_empty", f"“{name}” is empty.")
+        raise Refusal("upload_empty", f"“{name}” is empty.")
     if file.size > settings.UPLOAD_MAX_BYTES:
-        raise ChatError(
+        raise Refusal(
             "upload_too_large",
             f"“{name}” is {filesizeformat(file.size)}; "
             f"files up to {filesizeformat(settings.UPLOAD_MAX_BYTES)} can be uploaded.",

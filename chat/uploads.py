@@ -6,7 +6,7 @@ import codecs
 
 from django.core.files.uploadedfile import UploadedFile
 
-from .errors import ChatError
+from localai_site.core.refusals import Refusal
 
 READ_CHUNK = 64 * 1024
 ALLOWED_KINDS = "PDF, PNG, JPEG, WebP or plain text"
@@ -48,17 +48,17 @@ def _is_whole_image(file: UploadedFile, content_type: str) -> bool:
 
 
 def upload_kind(file: UploadedFile) -> str:
-    """The content type of ``file``; ChatError ``upload_type`` when it is none we keep."""
+    """The content type of ``file``; Refusal ``upload_type`` when it is none we keep."""
     file.seek(0)
     head = file.read(16)
     content_type = next((kind for magic, kind in _SIGNATURES if head.startswith(magic)), None)
     if content_type is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         content_type = "image/webp"
     if content_type in _PILLOW_FORMATS and not _is_whole_image(file, content_type):
-        raise ChatError("upload_type", f"“{file.name}” looks like an image but is damaged or incomplete.")
+        raise Refusal("upload_type", f"“{file.name}” looks like an image but is damaged or incomplete.")
     if content_type is None and _is_plain_text(file):
         content_type = "text/plain"
     file.seek(0)
     if content_type is None:
-        raise ChatError("upload_type", f"“{file.name}” is not a file we can take: upload {ALLOWED_KINDS}.")
+        raise Refusal("upload_type", f"“{file.name}” is not a file we can take: upload {ALLOWED_KINDS}.")
     return content_type

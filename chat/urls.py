@@ -16,6 +16,7 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/delete/", views.conversation_delete, name="delete"),
     path("files/<uuid:upload_id>/", views.upload_download, name="upload_download"),
     path("files/<uuid:upload_id>/delete/", views.upload_delete, name="upload_delete"),
+    path("history/clear/", views.history_clear, name="history_clear"),
     path("personas/", views.persona_list, name="personas"),
     path("personas/new/", views.persona_edit, name="persona_new"),
     path("personas/<int:persona_id>/edit/", views.persona_edit, name="persona_edit"),

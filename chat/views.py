@@ -8,8 +8,9 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from localai_site.core.refusals import Refusal, refusal_message
+
 from . import selectors, services
-from .errors import ChatError
 from .forms import MessageForm, PersonaForm
 from .providers.registry import models_offered
 
@@ -68,8 +69,8 @@ def conversation_start(request):
             remember_persona=True,
         )
         services.message_send(conversation=conversation, content=form.cleaned_data["content"])
-    except ChatError as exc:
-        messages.error(request, exc.message)
+    except Refusal as refusal:
+        refusal_message(request, refusal)
         return _page(request, draft=form.cleaned_data["content"], status=400)
     return redirect("chat:conversation", conversation_id=conversation.pk)
 
@@ -104,14 +105,14 @@ def message_send(request, conversation_id):
     form = MessageForm(request.POST)
     try:
         if not form.is_valid():
-            raise ChatError("empty", "Write a message first.")
+            raise Refusal("empty", "Write a message first.")
         services.message_send(
             conversation=conversation,
             content=form.cleaned_data["content"],
             model_id=form.cleaned_data["model"],
         )
-    except ChatError as exc:
-        messages.error(request, exc.message)
+    except Refusal as refusal:
+        refusal_message(request, refusal)
         return _page(request, conversation=conversation, draft=request.POST.get("content", ""), status=400)
     return redirect("chat:conversation", conversation_id=conversation.pk)
 
@@ -129,8 +130,8 @@ def conversation_rename(request, conversation_id):
     conversation = _owned_or_404(request, conversation_id)
     try:
         services.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
-    except ChatError as exc:
-        messages.error(request, exc.message)
+    except Refusal as refusal:
+        refusal_message(request, refusal)
     return redirect("chat:conversation", conversation_id=conversation.pk)
 
 
@@ -214,3 +215,16 @@ def upload_delete(request, upload_id):
     services.upload_delete(upload=upload)
     messages.success(request, f"Deleted “{upload.original_name}”.")
     return redirect(f"{reverse('accounts:privacy')}#files")
+
+
+@login_required
+@require_POST
+def history_clear(request):
+    """Settings → Privacy: delete every conversation with local models, or with cloud ones."""
+    scope = request.POST.get("scope")
+    if scope not in ("local", "cloud"):
+        raise Http404("Say which history to clear.")
+    count = services.conversations_clear(user=request.user, local=scope == "local")
+    kind = "local-model" if scope == "local" else "cloud"
+    messages.success(request, f"Deleted {count} {kind} conversation{'s' if count != 1 else ''}.")
+    return redirect("accounts:privacy")

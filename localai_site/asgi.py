@@ -9,8 +9,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from chat.realtime import BindPublisherLoop  # noqa: E402
 from chat.routing import websocket_urlpatterns as chat_sockets  # noqa: E402
+from localai_site.core.realtime import BindPublisherLoop  # noqa: E402
 from models_hub.routing import websocket_urlpatterns as hub_sockets  # noqa: E402
 
 application = BindPublisherLoop(

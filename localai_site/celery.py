@@ -12,7 +12,7 @@ app.autodiscover_tasks()
 
 @worker_ready.connect
 def _announce_worker(sender, **kwargs) -> None:
-    from .probes import heartbeat_start
+    from models_hub.workers import heartbeat_start  # Django is set up by now
 
     heartbeat_start([queue.name for queue in sender.app.amqp.queues.consume_from.values()])
 

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from localai_site.core.queues import Queue
+
 
 def _setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "localai_site.settings")
@@ -69,15 +71,15 @@ def worker(argv: list[str]) -> None:
     if not settings.SCALED:
         sys.exit("localai worker needs REDIS_URL: in embedded mode replies run inside `localai serve`.")
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
-    unknown = set(queues) - {"local", "cloud", "downloads", "default"}
+    unknown = set(queues) - set(Queue)
     if unknown:
         sys.exit(f"Unknown queue(s): {', '.join(sorted(unknown))}. Use local, cloud, downloads.")
-    if "default" not in queues:
-        queues.append("default")  # housekeeping, such as failing replies whose worker died
-    solo = queues == ["local", "default"]
-    if "local" in queues:
+    if Queue.DEFAULT not in queues:
+        queues.append(Queue.DEFAULT)  # housekeeping, such as failing replies whose worker died
+    solo = queues == [Queue.LOCAL, Queue.DEFAULT]
+    if Queue.LOCAL in queues:
         # This worker's own queue: replies for a model it holds are sent straight to it.
-        from models_hub.selectors import worker_queue_name
+        from models_hub.workers import worker_queue_name
 
         queues.append(worker_queue_name())
     # A local-only worker: llama.cpp already uses every core for one reply, so one task

@@ -11,7 +11,8 @@ import time
 
 from django.conf import settings
 
-from .tasks import task_enqueue
+from .core.queues import Queue
+from .core.tasks import task_enqueue
 
 
 class EmbeddedScheduler(threading.Thread):
@@ -19,9 +20,6 @@ class EmbeddedScheduler(threading.Thread):
         super().__init__(name="localai-scheduler", daemon=True)
 
     def run(self) -> None:
-        from .celery import app
-
-        app.loader.import_default_modules()
         now = time.monotonic()
         # Everything runs once at start-up: an instance that was off still purges on time.
         due = {name: now for name in settings.CELERY_BEAT_SCHEDULE}
@@ -29,5 +27,5 @@ class EmbeddedScheduler(threading.Thread):
             for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
                 if time.monotonic() >= due[name]:
                     due[name] = time.monotonic() + float(entry["schedule"])
-                    task_enqueue(app.tasks[entry["task"]], queue="default")
+                    task_enqueue(entry["task"], queue=Queue.DEFAULT)
             time.sleep(1.0)

@@ -15,7 +15,9 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_choice, env_float, env_int, env_list, env_str, env_url
+from .core.crypto import fernet_keys_check
+from .core.env import env_bool, env_choice, env_float, env_int, env_list, env_str, env_url
+from .core.queues import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("LOCALAI_DATA_DIR", str(BASE_DIR / "data"))).resolve()
@@ -45,6 +47,7 @@ SECRET_KEY = _secret_key()
 # new key in front, run `localai rotate_secrets`, then drop the old one. Without any, one
 # is derived from SECRET_KEY.
 ENCRYPTION_KEYS = env_list("LOCALAI_ENCRYPTION_KEYS")
+fernet_keys_check(ENCRYPTION_KEYS)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -159,7 +162,7 @@ if SCALED:
         "default": {
             # Fails open while Redis is down (rate limits let requests through), and gives
             # up on a connection quickly, so an outage neither breaks nor stalls sign-in.
-            "BACKEND": "localai_site.cache.FailOpenRedisCache",
+            "BACKEND": "localai_site.core.cache.FailOpenRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_PREFIX", "localai"),
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
@@ -172,7 +175,7 @@ else:
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_QUEUE = Queue.DEFAULT.value
 # Embedded mode runs the same schedule on a thread of `localai serve` (localai_site/schedule.py).
 CELERY_BEAT_SCHEDULE = {
     "fail-stale-replies": {"task": "chat.fail_stale_replies", "schedule": 15.0, "options": {"expires": 15}},
@@ -189,7 +192,7 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Embedded mode runs tasks on an in-process pool instead of a broker (localai_site/tasks.py).
+# Embedded mode runs tasks on an in-process pool instead of a broker (localai_site/core/tasks.py).
 TASKS_IN_PROCESS = not SCALED
 
 # --- Chat -------------------------------------------------------------------------------

@@ -3,6 +3,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from localai_site.core.crypto import EncryptedTextField
+from localai_site.core.singleton import SingletonModel
+
 
 class ModelFamily(models.TextChoices):
     LLAMA = "llama", "Llama"
@@ -119,11 +122,11 @@ class LocalModel(models.Model):
         return self.file_path
 
 
-class HubSettings(models.Model):
-    """The instance's settings for the model hub (one row)."""
+class HubSettings(SingletonModel):
+    """The instance's settings for the model hub."""
 
-    # For gated or private repositories; encrypted at rest (localai_site.crypto).
-    access_token_encrypted = models.TextField(blank=True)
+    # For gated or private repositories.
+    access_token_encrypted = EncryptedTextField()
     access_token_hint = models.CharField(max_length=20, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 

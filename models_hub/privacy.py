@@ -1,4 +1,4 @@
-from localai_site.privacy import Erase, PersonalData, register
+from localai_site.core.privacy import Erase, PersonalData, register
 
 from .models import LocalModel
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 
 from django.conf import settings
 
+from localai_site.core.refusals import Refusal
+
 from . import probe
 from .machine import memory_budget, memory_needed
 from .models import LocalModel
@@ -40,8 +42,11 @@ _KILLED_FROM_OUTSIDE = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT}
 state_changed = supervisor.state_changed
 
 
-class LocalModelError(Exception):
+class LocalModelError(Refusal):
     """A local reply that cannot be written, with the reason for the person."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("local_model", message)
 
 
 def load_spec_for(model: LocalModel) -> LoadSpec:

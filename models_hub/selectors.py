@@ -1,17 +1,17 @@
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.template.defaultfilters import filesizeformat
+
+from localai_site.core.queues import Queue
 
 from .catalog import CATALOG, CatalogEntry
 from .machine import Machine, disk_free, machine_facts, memory_needed
 from .models import HubSettings, LocalModel, LocalModelStatus
 from .runtime import load_spec_for
-
-WORKER_QUEUE_PREFIX = "local."
+from .workers import WorkerView, workers_list
 
 
 def local_models_ready() -> list[LocalModel]:
@@ -28,69 +28,7 @@ def local_model_get(*, slug: str) -> LocalModel | None:
 
 
 def hub_settings_get() -> HubSettings:
-    return HubSettings.objects.get_or_create(pk=1)[0]
-
-
-# --- Workers ----------------------------------------------------------------------------
-
-
-def worker_queue_name() -> str:
-    """The queue only this worker process consumes."""
-    return f"{WORKER_QUEUE_PREFIX}{socket.gethostname()}.{os.getpid()}"
-
-
-@dataclass(frozen=True)
-class WorkerView:
-    host: str
-    pid: int
-    queues: list[str]
-    loaded: list[dict]
-    busy: bool
-    machine: dict
-
-    @property
-    def own_queue(self) -> str:
-        return next((q for q in self.queues if q.startswith(WORKER_QUEUE_PREFIX)), "")
-
-    @property
-    def shared_queues(self) -> list[str]:
-        return [q for q in self.queues if not q.startswith(WORKER_QUEUE_PREFIX) and q != "default"]
-
-    def holds(self, slug: str) -> bool:
-        return any(model["slug"] == slug for model in self.loaded)
-
-
-def workers_list() -> list[WorkerView]:
-    from localai_site.probes import workers
-
-    return [
-        WorkerView(
-            host=w["host"],
-            pid=w["pid"],
-            queues=w["queues"],
-            loaded=w.get("loaded", []),
-            busy=w.get("busy", False),
-            machine=w.get("machine", {}),
-        )
-        for w in workers()
-    ]
-
-
-def local_queue_for(model: LocalModel) -> str:
-    """A free worker that holds ``model`` answers at once; otherwise any local worker
-    takes the reply from the shared queue (and loads the model)."""
-    if not settings.SCALED:
-        return "local"
-    from redis import RedisError
-
-    try:
-        workers = workers_list()
-    except RedisError:  # the heartbeats are on Redis: while it is down, the shared queue
-        return "local"
-    for worker in workers:
-        if worker.own_queue and not worker.busy and worker.holds(model.slug):
-            return worker.own_queue
-    return "local"
+    return HubSettings.load()
 
 
 # --- The hub page -----------------------------------------------------------------------
@@ -104,8 +42,6 @@ class Fit:
 
 
 def fit_for(*, needed: int, machine: Machine) -> Fit:
-    from django.template.defaultfilters import filesizeformat
-
     if needed <= machine.memory_budget:
         return Fit(needed, "fits", f"Fits: needs about {filesizeformat(needed)}")
     if needed <= machine.ram_total:
@@ -150,7 +86,7 @@ class HubPage:
 def hub_page() -> HubPage:
     workers = workers_list()
     # The machine the models run on: a local worker's (the largest, in scaled mode).
-    local = [w for w in workers if "local" in w.queues and w.machine]
+    local = [w for w in workers if Queue.LOCAL in w.queues and w.machine]
     machine = (
         Machine(**max(local, key=lambda w: w.machine["memory_budget"]).machine) if local else machine_facts()
     )

@@ -15,9 +15,11 @@ from django.utils.text import slugify
 
 from accounts.analytics import usage_record
 from accounts.models import UsageEventName, User
-from chat.realtime import publisher
-from localai_site.crypto import secret_decrypt, secret_encrypt, secret_hint, secret_rotate
-from localai_site.tasks import task_enqueue
+from localai_site.core.crypto import secret_decrypt, secret_encrypt, secret_hint
+from localai_site.core.queues import Queue
+from localai_site.core.realtime import publisher
+from localai_site.core.refusals import Refusal
+from localai_site.core.tasks import task_enqueue
 
 from .bundled import BUNDLED_CONTEXT, BUNDLED_NAME, BUNDLED_SLUG, bundled_model_path
 from .catalog import catalog_entry
@@ -26,16 +28,13 @@ from .events import HUB_GROUP, model_event, removed_event
 from .gguf import GGUFError, GGUFInfo, gguf_read
 from .models import DOWNLOAD_ACTIVE, HubSettings, LocalModel, LocalModelStatus, ModelFamily, ModelSource
 from .selectors import hub_settings_get
+from .uses import active_uses
 
 logger = logging.getLogger(__name__)
 
 _REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _REVISION = re.compile(r"^[\w.-]{1,64}$")
 MAX_CHAT_TEMPLATE = 64 * 1024
-
-
-class HubError(Exception):
-    """A request the hub refuses, with the reason for the admin."""
 
 
 def _publish(model: LocalModel, **progress: float | None) -> None:
@@ -112,7 +111,7 @@ def model_install(*, slug: str, requested_by: User | None) -> LocalModel:
     """Start downloading the catalog model ``slug``."""
     entry = catalog_entry(slug)
     if entry is None:
-        raise HubError(f"The catalog has no model {slug!r}.")
+        raise Refusal("unknown_model", f"The catalog has no model {slug!r}.")
     if entry.bundled:
         return bundled_model_register()
     existing = LocalModel.objects.filter(slug=slug).first()
@@ -142,14 +141,16 @@ def model_add_from_hub(
     """Any GGUF file of a Hugging Face repository; its header is checked once downloaded."""
     repo, file, revision = repo.strip().strip("/"), file.strip().strip("/"), revision.strip() or "main"
     if not _REPO.match(repo):
-        raise HubError("A repository is written owner/name, e.g. Qwen/Qwen2.5-0.5B-Instruct-GGUF.")
+        raise Refusal(
+            "bad_repository", "A repository is written owner/name, e.g. Qwen/Qwen2.5-0.5B-Instruct-GGUF."
+        )
     if not file.lower().endswith(".gguf") or ".." in file.split("/"):
-        raise HubError("The file must be a .gguf file of the repository, e.g. model-q4_k_m.gguf.")
+        raise Refusal("bad_file", "The file must be a .gguf file of the repository, e.g. model-q4_k_m.gguf.")
     if not _REVISION.match(revision):
-        raise HubError("A revision is a branch, tag or commit hash.")
+        raise Refusal("bad_revision", "A revision is a branch, tag or commit hash.")
     taken = LocalModel.objects.filter(hf_repo=repo, hf_file=file).first()
     if taken is not None:
-        raise HubError(f"{repo}/{file} is already in the hub as “{taken.name}”.")
+        raise Refusal("already_added", f"{repo}/{file} is already in the hub as “{taken.name}”.")
     stem = Path(file).stem
     model = LocalModel(
         slug=_unique_slug(stem),
@@ -168,17 +169,19 @@ def model_add_from_path(*, path: str, name: str = "", requested_by: User | None)
     """A GGUF file already on the server: checked by its header and used where it is."""
     file_path = Path(path.strip()).expanduser()
     if not file_path.is_absolute():
-        raise HubError("Give the file's absolute path on the server, e.g. /data/models/my-model.gguf.")
+        raise Refusal(
+            "bad_path", "Give the file's absolute path on the server, e.g. /data/models/my-model.gguf."
+        )
     if not file_path.is_file():
-        raise HubError(f"There is no file at {file_path} (as seen by the web server).")
+        raise Refusal("no_such_file", f"There is no file at {file_path} (as seen by the web server).")
     try:
         info = gguf_read(file_path)
     except GGUFError as exc:
-        raise HubError(f"{file_path.name}: {exc}") from exc
+        raise Refusal("not_gguf", f"{file_path.name}: {exc}") from exc
     resolved = str(file_path.resolve())
     taken = LocalModel.objects.filter(file_path=resolved).first()
     if taken is not None:
-        raise HubError(f"That file is already in the hub as “{taken.name}”.")
+        raise Refusal("already_added", f"That file is already in the hub as “{taken.name}”.")
     return LocalModel.objects.create(
         **_header_fields(info),
         slug=_unique_slug(file_path.stem),
@@ -199,7 +202,7 @@ def model_add_from_path(*, path: str, name: str = "", requested_by: User | None)
 def model_download_start(*, model: LocalModel, requested_by: User | None) -> LocalModel:
     """Queue the download of ``model`` (new, failed or cancelled); resumes any partial file."""
     if model.source != ModelSource.HUB:
-        raise HubError(f"{model.name} is not downloaded from a hub.")
+        raise Refusal("not_downloadable", f"{model.name} is not downloaded from a hub.")
     queued = LocalModel.objects.filter(
         pk=model.pk,
         status__in=[LocalModelStatus.FAILED, LocalModelStatus.CANCELLED, LocalModelStatus.MISSING],
@@ -208,7 +211,7 @@ def model_download_start(*, model: LocalModel, requested_by: User | None) -> Loc
     if not queued:
         if model.is_downloading:
             return model  # already on its way
-        raise HubError(f"{model.name} is already installed.")
+        raise Refusal("already_installed", f"{model.name} is already installed.")
     _download_enqueue(model)
     return model
 
@@ -226,10 +229,8 @@ def _download_queue_new(model: LocalModel, requested_by: User | None) -> LocalMo
 
 def _download_enqueue(model: LocalModel) -> None:
     def after_commit() -> None:
-        from .tasks import download_model
-
         _publish(model)
-        task_enqueue(download_model, model.pk, queue="downloads")
+        task_enqueue("models_hub.download_model", model.pk, queue=Queue.DOWNLOADS)
 
     transaction.on_commit(after_commit)
 
@@ -392,18 +393,17 @@ def downloads_fail_stale(*, everything: bool = False) -> int:
 def model_delete(*, model: LocalModel) -> None:
     """Remove a model; a downloaded file (or partial one) is deleted from disk.
     A model that is writing replies right now is kept until they finish."""
-    from chat.models import ACTIVE_STATUSES, Message
-
     model = LocalModel.objects.select_for_update().get(pk=model.pk)
     if model.is_bundled:
-        raise HubError("The bundled model ships with the app and cannot be deleted.")
+        raise Refusal("bundled", "The bundled model ships with the app and cannot be deleted.")
     if model.is_downloading:
-        raise HubError(f"{model.name} is downloading: cancel the download first.")
-    in_use = Message.objects.filter(model=model.model_id, status__in=ACTIVE_STATUSES).count()
+        raise Refusal("downloading", f"{model.name} is downloading: cancel the download first.")
+    in_use = active_uses(model)
     if in_use:
-        raise HubError(
+        raise Refusal(
+            "in_use",
             f"{model.name} is writing {in_use} repl{'y' if in_use == 1 else 'ies'} right now; "
-            "delete it once they have finished."
+            "delete it once they have finished.",
         )
     folder = model_folder(model) if model.source == ModelSource.HUB else None
     slug, was_default = model.slug, model.is_default
@@ -428,7 +428,7 @@ def _template_check(template: str) -> None:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     if len(template) > MAX_CHAT_TEMPLATE:
-        raise HubError(f"The chat template is longer than {MAX_CHAT_TEMPLATE // 1024} KB.")
+        raise Refusal("bad_template", f"The chat template is longer than {MAX_CHAT_TEMPLATE // 1024} KB.")
     try:
         ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(template).render(
             messages=[{"role": "user", "content": "Hello"}],
@@ -437,7 +437,7 @@ def _template_check(template: str) -> None:
             eos_token="</s>",
         )
     except jinja2.TemplateError as exc:
-        raise HubError(f"The chat template does not work: {exc}.") from exc
+        raise Refusal("bad_template", f"The chat template does not work: {exc}.") from exc
 
 
 def model_settings_update(
@@ -451,11 +451,14 @@ def model_settings_update(
     """How a worker loads the model; empty values keep the instance's defaults. Workers
     holding it load it again with the new settings on its next use."""
     if n_ctx is not None and not 256 <= n_ctx <= model.context_length:
-        raise HubError(f"The context size must be between 256 and the model's {model.context_length} tokens.")
+        raise Refusal(
+            "bad_setting",
+            f"The context size must be between 256 and the model's {model.context_length} tokens.",
+        )
     if n_gpu_layers is not None and n_gpu_layers < -1:
-        raise HubError("GPU layers is a number of layers, or -1 for all of them.")
+        raise Refusal("bad_setting", "GPU layers is a number of layers, or -1 for all of them.")
     if n_threads is not None and not 1 <= n_threads <= 256:
-        raise HubError("Threads must be between 1 and 256.")
+        raise Refusal("bad_setting", "Threads must be between 1 and 256.")
     template = chat_template_override.strip()
     if template:
         _template_check(template)
@@ -469,7 +472,7 @@ def model_settings_update(
 def model_make_default(*, model: LocalModel) -> LocalModel:
     """The model new conversations start with."""
     if not model.is_ready:
-        raise HubError(f"{model.name} is not installed yet.")
+        raise Refusal("not_ready", f"{model.name} is not installed yet.")
     LocalModel.objects.filter(is_default=True).exclude(pk=model.pk).update(is_default=False)
     LocalModel.objects.filter(pk=model.pk).update(is_default=True)
     model.is_default = True
@@ -492,13 +495,3 @@ def hub_token_set(*, token: str) -> HubSettings:
     hub.access_token_hint = secret_hint(token) if token else ""
     hub.save()
     return hub
-
-
-def hub_secrets_rotate() -> int:
-    """Re-encrypt the stored access token with the newest key."""
-    updated = 0
-    for hub in HubSettings.objects.exclude(access_token_encrypted=""):
-        hub.access_token_encrypted = secret_rotate(hub.access_token_encrypted)
-        hub.save(update_fields=["access_token_encrypted"])
-        updated += 1
-    return updated

@@ -6,6 +6,8 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from localai_site.core.refusals import Refusal, refusal_message
+
 from . import runtime, selectors, services
 from .forms import AddModelForm, ModelSettingsForm, TokenForm
 from .models import LocalModel
@@ -32,8 +34,8 @@ def _done(request, action, success: str):
     """Run a service call; its refusal becomes the page's error message."""
     try:
         result = action()
-    except services.HubError as exc:
-        messages.error(request, str(exc))
+    except Refusal as refusal:
+        refusal_message(request, refusal)
     else:
         messages.success(request, success.format(model=result))
     return redirect("hub:index")

@@ -8,6 +8,8 @@ from django.conf import settings
 
 from accounts.models import User
 from chat.models import Conversation
+from localai_site.core.queues import Queue
+from localai_site.core.tasks import tasks_wait_idle
 from models_hub.models import LocalModel
 from models_hub.services import bundled_model_register
 
@@ -32,11 +34,7 @@ def _no_generation_outlives_its_test():
     """A reply some test left being written in this process would hold the one local
     model and write into the next test's database: wait for the local pool to be idle."""
     yield
-    from localai_site import tasks
-
-    pool = tasks._pools.get("local")
-    if pool is not None:
-        pool.submit(lambda: None).result(timeout=180)  # one thread, first in first out
+    tasks_wait_idle(Queue.LOCAL, timeout=180)
 
 
 @pytest.fixture

@@ -43,6 +43,10 @@ class LlamaServer:
                 "--port", str(self.port),
                 "--api_key", API_KEY,
                 "--n_ctx", "4096",
+                # One token per micro-batch: batched prompt evaluation with repacked weights
+                # crashes where a CPU advertises AMX that the VM does not allow. The app's
+                # runner finds that out by probing; this stand-in provider just avoids it.
+                "--n_ubatch", "1",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -5,7 +5,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from localai_site.env import env_bool, env_choice, env_int, env_str, env_url
+from localai_site.core.env import env_bool, env_choice, env_int, env_str, env_url
 
 
 def test_env_bool_reads_common_spellings(monkeypatch):

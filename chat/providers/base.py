@@ -5,6 +5,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from localai_site.core.refusals import Refusal
+
 
 @dataclass(frozen=True, slots=True)
 class ChatTurn:
@@ -28,8 +30,11 @@ class Delta:
     completion_tokens: int | None = None
 
 
-class ProviderError(Exception):
-    """A failure to show the user as it is (no internals, no secrets)."""
+class ProviderError(Refusal):
+    """A provider that could not write the reply, said for the person (no internals, no secrets)."""
+
+    def __init__(self, message: str, code: str = "provider") -> None:
+        super().__init__(code, message)
 
 
 class ChatProvider(Protocol):

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from django.conf import settings
 
 from chat.models import CloudProvider, CloudProviderKind
-from localai_site.crypto import secret_decrypt
+from localai_site.core.crypto import secret_decrypt
 
 from .base import ChatTurn, Delta, GenerationParams, ProviderError
 

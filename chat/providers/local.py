@@ -7,7 +7,7 @@ from chat.models import Provider
 from models_hub import runtime
 from models_hub.models import LocalModel
 
-from .base import ChatTurn, Delta, GenerationParams, ProviderError
+from .base import ChatTurn, Delta, GenerationParams
 
 
 class LocalLlamaProvider:
@@ -20,10 +20,7 @@ class LocalLlamaProvider:
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Counted with the model's own tokenizer."""
-        try:
-            return runtime.token_counts(model=self.model, texts=list(texts))
-        except runtime.LocalModelError as exc:
-            raise ProviderError(str(exc)) from exc
+        return runtime.token_counts(model=self.model, texts=list(texts))
 
     def stream(
         self, turns: Sequence[ChatTurn], params: GenerationParams, cancel: threading.Event
@@ -36,11 +33,8 @@ class LocalLlamaProvider:
             seed=params.seed,
             cancelled=cancel.is_set,
         )
-        try:
-            for piece in pieces:
-                if isinstance(piece, str):
-                    yield Delta(text=piece)
-                else:
-                    yield Delta(prompt_tokens=piece[0], completion_tokens=piece[1])
-        except runtime.LocalModelError as exc:
-            raise ProviderError(str(exc)) from exc
+        for piece in pieces:
+            if isinstance(piece, str):
+                yield Delta(text=piece)
+            else:
+                yield Delta(prompt_tokens=piece[0], completion_tokens=piece[1])

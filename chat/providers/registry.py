@@ -3,11 +3,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chat.models import CloudModel, Provider
+from localai_site.core.queues import Queue
 from models_hub.models import LocalModel
 from models_hub.runtime import load_spec_for
-from models_hub.selectors import local_model_default, local_model_get, local_models_ready, local_queue_for
+from models_hub.selectors import local_model_default, local_model_get, local_models_ready
+from models_hub.workers import local_queue_for
 
 from .base import ChatProvider, ProviderError
+from .cloud import OpenAICompatibleProvider
+from .local import LocalLlamaProvider
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +33,7 @@ class ModelChoice:
     def queue(self) -> str:
         """Where its reply is made: cloud replies on the shared queue; local ones on the
         queue of a worker that already holds the model, when one is free."""
-        return local_queue_for(self.local_model) if self.local_model is not None else "cloud"
+        return local_queue_for(self.local_model) if self.local_model is not None else Queue.CLOUD
 
 
 def _local_choice(model: LocalModel) -> ModelChoice:
@@ -84,11 +88,7 @@ def models_offered(*, include_cloud: bool) -> tuple[list[ModelChoice], list[Mode
 
 def provider_for(choice: ModelChoice) -> ChatProvider:
     if choice.local_model is not None:
-        from .local import LocalLlamaProvider
-
         return LocalLlamaProvider(choice.local_model)
     if choice.cloud_model is not None:
-        from .cloud import OpenAICompatibleProvider
-
         return OpenAICompatibleProvider(choice.cloud_model.provider, choice.cloud_model.name)
     raise ProviderError(f"No provider can run {choice.model_id}.")

@@ -2,14 +2,14 @@ from django import template
 from django.utils.safestring import mark_safe
 
 from chat.models import Provider
-from chat.rendering import markdown_to_html
+from localai_site.core.markdown import markdown_to_html
 
 register = template.Library()
 
 
 @register.filter
 def markdown(text: str) -> str:
-    """Model output as sanitised HTML (chat/rendering.py)."""
+    """Model output as sanitised HTML (localai_site/core/markdown.py)."""
     return mark_safe(markdown_to_html(text))  # noqa: S308 - sanitised by nh3
 
 

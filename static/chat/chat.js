@@ -90,7 +90,7 @@ function setHtml(state, text, html) {
   state.el.dataset.text = text; // the Markdown source, for Copy and for edits
   const body = state.el.querySelector(".message-body");
   body.classList.add("markdown");
-  body.innerHTML = html; // made from Markdown and sanitised by the server (chat/rendering.py)
+  body.innerHTML = html; // made from Markdown and sanitised by the server (localai_site/core/markdown.py)
   addCodeCopyButtons(body);
 }
 

@@ -17,10 +17,10 @@ from PIL import Image
 
 from accounts.analytics import usage_record
 from accounts.models import ConsentPurpose, ConsentSource, Invitation, UsageEventName, User
-from accounts.services import consent_set, policy_publish, user_erase, user_export
+from accounts.services import consent_set, policy_publish
 from chat.models import Conversation, Message, Persona, Role
 from chat.services import upload_save
-from localai_site.privacy import registry
+from localai_site.core.privacy import registry, user_erase, user_export
 from tests.files import uploaded
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]

@@ -175,7 +175,7 @@ def test_a_failed_request_is_stored_without_content_addresses_or_secrets(user):
 
 
 def test_a_failed_background_task_is_stored_and_repeats_share_a_fingerprint():
-    logger = logging.getLogger("localai_site.tasks")
+    logger = logging.getLogger("localai_site.core.tasks")
     for _ in range(2):
         try:
             _crash("bob@example.com")
@@ -191,7 +191,7 @@ def test_admins_browse_crash_reports_and_see_how_often_each_happened(client, mak
         try:
             _crash("x@example.com")
         except ValueError:
-            logging.getLogger("localai_site.tasks").exception("Task failed")
+            logging.getLogger("localai_site.core.tasks").exception("Task failed")
     client.force_login(make_user("admin@example.com", is_staff=True, is_superuser=True))
     page = client.get(reverse("admin:accounts_crashreport_changelist")).content.decode()
     assert "builtins.ValueError" in page and "3×" in page

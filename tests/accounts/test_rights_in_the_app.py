@@ -13,9 +13,9 @@ from django.utils import timezone
 from accounts import services
 from accounts.models import DataSubjectRequest, ExportArchive, Regime, RequestKind, RequestStatus, User
 from accounts.retention import retention_enforce
-from chat.errors import ChatError
 from chat.models import Conversation, Message, Role
 from chat.services import message_send
+from localai_site.core.refusals import Refusal
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -84,9 +84,9 @@ def test_the_privacy_page_shows_who_received_what(client, user, conversation):
 def test_clearing_local_history_keeps_cloud_history_and_the_reverse(client, user, conversation):
     cloud = Conversation.objects.create(owner=user, model="cloud:openai/x", provider="openai")
     client.force_login(user)
-    client.post(reverse("accounts:history_clear"), {"scope": "local"})
+    client.post(reverse("chat:history_clear"), {"scope": "local"})
     assert list(Conversation.objects.filter(owner=user)) == [cloud]
-    client.post(reverse("accounts:history_clear"), {"scope": "cloud"})
+    client.post(reverse("chat:history_clear"), {"scope": "cloud"})
     assert not Conversation.objects.filter(owner=user).exists()
 
 
@@ -107,7 +107,7 @@ def test_a_restricted_account_can_read_and_export_but_nothing_new_is_processed(
     client, user, conversation, short_replies
 ):
     services.user_restrict(user=user, restricted=True)
-    with pytest.raises(ChatError) as error:
+    with pytest.raises(Refusal) as error:
         message_send(conversation=conversation, content="process this")
     assert error.value.code == "restricted"
     client.force_login(user)

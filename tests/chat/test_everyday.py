@@ -7,8 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from chat import selectors, services
-from chat.errors import ChatError
 from chat.models import Conversation, Message, MessageStatus, Persona, Role
+from localai_site.core.refusals import Refusal
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -31,7 +31,7 @@ def test_regenerate_replaces_the_last_reply_with_a_new_one(conversation):
 def test_only_the_last_reply_can_be_regenerated(conversation):
     first = _exchange(conversation, "Hi", "Hello!")
     _exchange(conversation, "And?", "And more.")
-    with pytest.raises(ChatError) as error:
+    with pytest.raises(Refusal) as error:
         services.reply_regenerate(conversation=conversation, message_id=first.pk)
     assert error.value.code == "not_last_reply"
 
@@ -57,7 +57,7 @@ def test_a_reply_cannot_be_edited_and_others_messages_are_not_found(
     theirs = make_conversation(other_user)
     their_message = Message.objects.create(conversation=theirs, role=Role.USER, content="mine")
     for message_id in (reply.pk, their_message.pk):
-        with pytest.raises(ChatError) as error:
+        with pytest.raises(Refusal) as error:
             services.message_edit(conversation=conversation, message_id=message_id, content="changed")
         assert error.value.code == "not_found"
     their_message.refresh_from_db()
@@ -69,7 +69,7 @@ def test_rename_and_pin(conversation):
     services.conversation_pin(conversation=conversation, pinned=True)
     conversation.refresh_from_db()
     assert (conversation.title, conversation.pinned) == ("Trip plans", True)
-    with pytest.raises(ChatError):
+    with pytest.raises(Refusal):
         services.conversation_rename(conversation=conversation, title="   ")
 
 
@@ -137,7 +137,7 @@ def test_a_persona_gives_the_conversation_its_system_prompt_and_temperature(user
 
 def test_another_persons_private_persona_cannot_be_used(user, other_user, local_model):
     theirs = Persona.objects.create(owner=other_user, name="Secret", system_prompt="x")
-    with pytest.raises(ChatError) as error:
+    with pytest.raises(Refusal) as error:
         services.conversation_create(owner=user, persona_id=theirs.pk)
     assert error.value.code == "unknown_persona"
 

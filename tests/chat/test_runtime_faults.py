@@ -14,8 +14,8 @@ import pytest
 from django.urls import reverse
 
 from chat import live, services
-from chat.errors import ChatError
 from chat.models import Message, MessageStatus, Role
+from localai_site.core.refusals import Refusal
 from models_hub import probe, runtime
 from models_hub.models import LocalModel
 from models_hub.runner_protocol import FAULT_ENV
@@ -100,7 +100,7 @@ def test_a_model_that_keeps_crashing_is_switched_off_until_an_admin_checks_it(
     )
     assert "is now switched off" in failed.error
 
-    with pytest.raises(ChatError, match="is switched off") as refused:
+    with pytest.raises(Refusal, match="is switched off") as refused:
         services.message_send(conversation=conversation, content="Hello?")
     assert refused.value.code == "model_unhealthy"
 

@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from chat import live, selectors, services
-from chat.errors import ChatError
 from chat.models import Message, MessageStatus, Role
+from localai_site.core.refusals import Refusal
 from models_hub import runtime
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -38,14 +38,14 @@ def test_long_first_message_makes_a_short_title(conversation):
 
 @pytest.mark.parametrize("content", ["", "   \n ", None, 42])
 def test_empty_or_non_text_messages_are_refused(conversation, content):
-    with pytest.raises(ChatError) as error:
+    with pytest.raises(Refusal) as error:
         _send(conversation, content)
     assert error.value.code == "empty"
     assert not Message.objects.exists()
 
 
 def test_messages_over_the_size_limit_are_refused_and_nothing_is_saved(conversation, settings):
-    with pytest.raises(ChatError) as error:
+    with pytest.raises(Refusal) as error:
         _send(conversation, "x" * (settings.CHAT_MAX_MESSAGE_BYTES + 1))
     assert error.value.code == "too_long"
     assert "32 KB" in error.value.message
@@ -53,7 +53,7 @@ def test_messages_over_the_size_limit_are_refused_and_nothing_is_saved(conversat
 
 
 def test_a_model_that_does_not_exist_is_refused(conversation):
-    with pytest.raises(ChatError) as error:
+    with pytest.raises(Refusal) as error:
         _send(conversation, model_id="local:no-such-model")
     assert error.value.code == "unknown_model"
     assert not Message.objects.exists()
@@ -61,7 +61,7 @@ def test_a_model_that_does_not_exist_is_refused(conversation):
 
 def test_a_second_message_waits_for_the_reply_being_written(conversation):
     _send(conversation)
-    with pytest.raises(ChatError) as error:
+    with pytest.raises(Refusal) as error:
         _send(conversation, "And another thing")
     assert error.value.code == "busy"
     assert conversation.messages.count() == 2

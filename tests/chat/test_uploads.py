@@ -7,9 +7,9 @@ from django.conf import settings
 from django.urls import reverse
 
 from accounts.services import user_restrict
-from chat.errors import ChatError
 from chat.models import Conversation, Upload
 from chat.services import conversation_delete, conversations_clear, upload_save
+from localai_site.core.refusals import Refusal
 from tests.files import PDF, SAMPLES, image_bytes, uploaded
 
 pytestmark = pytest.mark.django_db
@@ -73,7 +73,7 @@ def test_the_bytes_decide_the_type_not_the_name_or_the_browser(user):
 def test_files_we_cannot_take_are_refused_with_a_reason_and_leave_nothing(
     user, media, name, data, code, says
 ):
-    with pytest.raises(ChatError) as refused:
+    with pytest.raises(Refusal) as refused:
         upload_save(owner=user, conversation=None, file=uploaded(name, data))
     assert refused.value.code == code and says in refused.value.message
     assert not Upload.objects.exists() and _stored_files(media) == []
@@ -81,7 +81,7 @@ def test_files_we_cannot_take_are_refused_with_a_reason_and_leave_nothing(
 
 def test_a_file_over_the_limit_is_refused_and_the_limit_is_said(user, media, settings):
     settings.UPLOAD_MAX_BYTES = 2 * 1024 * 1024
-    with pytest.raises(ChatError) as refused:
+    with pytest.raises(Refusal) as refused:
         upload_save(owner=user, conversation=None, file=uploaded("big.txt", b"a" * (3 * 1024 * 1024)))
     assert refused.value.code == "upload_too_large"
     said = refused.value.message.replace("\xa0", " ")
@@ -96,14 +96,14 @@ def test_folders_in_a_name_are_dropped(user):
 
 
 def test_nobody_files_into_someone_elses_conversation(other_user, conversation, media):
-    with pytest.raises(ChatError) as refused:
+    with pytest.raises(Refusal) as refused:
         upload_save(owner=other_user, conversation=conversation, file=uploaded("notes.txt"))
     assert refused.value.code == "not_found" and _stored_files(media) == []
 
 
 def test_a_restricted_account_cannot_add_files(user, media):
     user_restrict(user=user, restricted=True)
-    with pytest.raises(ChatError) as refused:
+    with pytest.raises(Refusal) as refused:
         upload_save(owner=user, conversation=None, file=uploaded("notes.txt"))
     assert refused.value.code == "restricted" and _stored_files(media) == []
 

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from chat.providers import model_resolve
+from localai_site.core.refusals import Refusal
 from models_hub import services
 from models_hub.bundled import bundled_model_path
 from models_hub.models import HubSettings, LocalModelStatus
@@ -182,7 +183,7 @@ def test_bad_repository_names_are_refused_and_nothing_is_added(admin):
     from models_hub.models import LocalModel
 
     for repo, file in [("no-slash", "a.gguf"), ("org/repo", "weights.bin"), ("org/repo", "../x.gguf")]:
-        with pytest.raises(services.HubError):
+        with pytest.raises(Refusal):
             services.model_add_from_hub(repo=repo, file=file, requested_by=admin)
     assert not LocalModel.objects.exists()
 

@@ -10,6 +10,7 @@ from channels.testing import WebsocketCommunicator
 
 from chat.models import Conversation, Message, MessageStatus, Role
 from localai_site.asgi import application
+from localai_site.core.refusals import Refusal
 from models_hub import services
 from models_hub.bundled import BUNDLED_SLUG, bundled_model_path
 from models_hub.models import LocalModel, LocalModelStatus
@@ -144,7 +145,7 @@ def test_a_model_writing_a_reply_is_not_deleted_and_deleting_frees_the_disk(hub,
     reply = Message.objects.create(
         conversation=conversation, role=Role.ASSISTANT, status=MessageStatus.STREAMING, model=model.model_id
     )
-    with pytest.raises(services.HubError, match="is writing 1 reply right now"):
+    with pytest.raises(Refusal, match="is writing 1 reply right now"):
         services.model_delete(model=model)
     assert (folder / FILE).exists() and fresh(model).is_ready
 

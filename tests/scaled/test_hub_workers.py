@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from models_hub import services
 from models_hub.bundled import bundled_model_path
 from models_hub.models import LocalModelStatus
-from models_hub.selectors import workers_list
+from models_hub.workers import workers_list
 from tests.chat.socket_client import open_socket, session_cookie_for
 from tests.conftest import PASSWORD
 from tests.models_hub.conftest import fresh, settled, wait_for

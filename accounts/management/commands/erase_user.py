@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
-from accounts.services import user_erase
+from localai_site.core.privacy import user_erase
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
-from accounts.services import user_export
+from localai_site.core.privacy import user_export
 
 
 class Command(BaseCommand):

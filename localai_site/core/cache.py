@@ -2,7 +2,7 @@
 
 This is Django's cache (what ``django.core.cache.cache`` answers: allauth's rate limits
 and locks), not the shared live state of replies (``chat.live``) nor the channel layer
-(``chat.realtime``). Nothing kept here is the truth, so a Redis outage must not turn the
+(``localai_site.core.realtime``). Nothing kept here is the truth, so a Redis outage must not turn the
 requests that touch it (signing in, signing up) into errors: a read answers a miss, a
 write is skipped, ``add`` answers "stored" so a lock or a rate limit lets the request
 through, and a warning is logged (at most once a minute). ``incr`` still raises: it has
@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import redis
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache
 
@@ -29,8 +30,6 @@ _WARN_EVERY_S = 60.0
 class FailOpenRedisCache(RedisCache):
     def __init__(self, server, params) -> None:
         super().__init__(server, params)
-        import redis
-
         self._outage_errors = (redis.ConnectionError, redis.TimeoutError)
         self._warned_at = float("-inf")
         self._warn_lock = threading.Lock()

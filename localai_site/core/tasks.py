@@ -3,6 +3,9 @@
 Scaled mode hands the task to Celery (Redis broker, separate worker processes).
 Embedded mode runs it on a pool inside this process: local generation on a single
 thread (one llama.cpp model at a time), everything else on a small pool.
+
+Tasks are named, not imported: an app's ``tasks.py`` calls its services, so its services
+start tasks by the name the task was registered with (``chat.generate_reply``).
 """
 
 from __future__ import annotations
@@ -12,14 +15,17 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from celery import Task
+from celery import Task, current_app
 from django.conf import settings
 from django.db import close_old_connections, connections
 from kombu.exceptions import OperationalError
 
+from .queues import Queue
+
 logger = logging.getLogger(__name__)
 
-_POOL_SIZES = {"local": 1, "cloud": 8, "downloads": 2, "default": 2}
+
+_POOL_SIZES = {Queue.LOCAL: 1, Queue.CLOUD: 8, Queue.DOWNLOADS: 2, Queue.DEFAULT: 2}
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
@@ -44,12 +50,19 @@ def _pool(queue: str) -> ThreadPoolExecutor:
         return _pools[queue]
 
 
-def _run_in_process(task: Task, args: tuple) -> None:
+def _task_named(name: str) -> Task:
+    tasks = current_app.tasks
+    if name not in tasks:
+        current_app.loader.import_default_modules()  # each app's tasks.py, as a worker does
+    return tasks[name]
+
+
+def _run_in_process(name: str, args: tuple) -> None:
     close_old_connections()
     try:
-        task.run(*args)
+        _task_named(name).run(*args)
     except Exception:
-        logger.exception("Task %s%r failed", task.name, args)
+        logger.exception("Task %s%r failed", name, args)
     finally:
         connections.close_all()
 
@@ -58,14 +71,24 @@ class TaskQueueUnavailable(Exception):
     """The broker (Redis in scaled mode) cannot be reached: the task was not queued."""
 
 
-def task_enqueue(task: Task, *args: object, queue: str) -> Future | None:
-    """Start ``task(*args)`` on ``queue``. Call it from ``transaction.on_commit``.
+def task_enqueue(name: str, *args: object, queue: str) -> Future | None:
+    """Start the task registered as ``name`` with ``args`` on ``queue`` (a ``Queue``, or a
+    worker's own queue). Call it from ``transaction.on_commit``.
 
     Raises ``TaskQueueUnavailable`` when the broker cannot be reached."""
     if settings.TASKS_IN_PROCESS:
-        return _pool(queue).submit(_run_in_process, task, args)
+        return _pool(queue).submit(_run_in_process, name, args)
     try:
-        task.apply_async(args=args, queue=queue)
+        current_app.send_task(name, args=args, queue=queue)
     except OperationalError as exc:  # kombu's word for a broker it cannot reach
         raise TaskQueueUnavailable(str(exc)) from exc
     return None
+
+
+def tasks_wait_idle(queue: str, *, timeout: float) -> None:
+    """Embedded mode: wait until what was started on ``queue`` so far has run (nothing to
+    wait for in scaled mode, or when nothing was started)."""
+    with _pools_lock:
+        pool = _pools.get(queue)
+    if pool is not None and _POOL_SIZES.get(queue) == 1:
+        pool.submit(lambda: None).result(timeout=timeout)  # one thread, first in first out

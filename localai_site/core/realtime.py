@@ -1,6 +1,7 @@
-"""Sending live chat events to browsers from synchronous code.
+"""Sending live events to browsers from synchronous code.
 
-Events go through the channel layer to the group of a conversation. ``publish`` never
+Events go through the channel layer to a group (a conversation's, the hub's) and reach
+every socket joined to it (``localai_site.core.sockets``). ``publish`` never
 blocks the caller (a worker thread generating tokens): it queues the event on an event
 loop that sends them one after another, so they arrive in the order they were made.
 The loop is the server's own in the web process (bound by ``bind_event_loop`` in the
@@ -21,6 +22,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from redis import RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +92,6 @@ class GroupPublisher:
 
     @staticmethod
     async def _drain(queue: asyncio.Queue) -> None:
-        from redis import RedisError
-
         layer = get_channel_layer()
         unreachable = False  # warn once per outage, not once per event
         while True:

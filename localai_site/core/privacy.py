@@ -1,0 +1,215 @@
+"""The personal-data registry, and the engine that walks it for exports and erasure.
+
+Every app declares, in its own ``privacy.py``, which of its models hold personal data, how
+each is exported and how each is erased (``register``); what else a person's export and
+their Settings → Privacy page show comes from the apps too (``register_section``,
+``register_panel``). Export and erasure walk this registry, so a model that is not
+registered is neither exported nor erased; a test fails when a model linked to a user is
+missing here.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+import shutil
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.sessions.models import Session
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
+from django.db.models.fields.files import FieldFile
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.module_loading import autodiscover_modules
+
+from .files import files_delete_after_commit
+
+EXPORT_SCHEMA_VERSION = 1
+
+
+class Erase(enum.StrEnum):
+    DELETE = "delete"
+    UNLINK = "unlink"  # the row is someone else's; only its link to the person goes
+    PSEUDONYMISE = "pseudonymise"  # records the law makes us keep: kept, not identifying
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    model: type[models.Model]
+    owner: str  # lookup from the model to the user; "" for the user row itself
+    purpose: str
+    category: str | None  # the export's file for it; None: not exported (secrets, internals)
+    fields: tuple[str, ...] = ()
+    erase: Erase = Erase.DELETE
+    files: tuple[str, ...] = ()  # file fields: exported as files, deleted on erasure
+    # For PSEUDONYMISE: the values that replace identifying ones; a callable gets the user.
+    pseudonymise: Mapping[str, object | Callable] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.model._meta.label
+
+    def pseudonyms_for(self, user) -> dict[str, object]:
+        return {name: value(user) if callable(value) else value for name, value in self.pseudonymise.items()}
+
+    def rows_of(self, user) -> models.QuerySet:
+        return self.model._default_manager.filter(**{self.owner or "pk": user.pk})
+
+    def files_of(self, user) -> list[FieldFile]:
+        rows = self.rows_of(user)
+        return [
+            getattr(obj, name) for name in self.files for obj in rows.exclude(**{name: ""}).only("pk", name)
+        ]
+
+
+@dataclass(frozen=True)
+class PrivacyPanel:
+    """A card an app adds to a person's Settings → Privacy page: its template gets
+    ``panel``, what ``context`` answers for the signed-in person."""
+
+    template: str
+    context: Callable[[Any], dict]
+
+
+_entries: list[PersonalData] = []
+_sections: dict[str, Callable[[Any], object]] = {}
+_panels: list[PrivacyPanel] = []
+
+
+def register(*entries: PersonalData) -> None:
+    _entries.extend(entries)
+
+
+def register_section(name: str, describe: Callable[[Any], object]) -> None:
+    """A part of every export's manifest (and of its readable index), e.g. who received
+    the person's words; ``describe`` gets the person and answers JSON-ready data."""
+    _sections[name] = describe
+
+
+def register_panel(panel: PrivacyPanel) -> None:
+    _panels.append(panel)
+
+
+@cache
+def _discovered() -> None:
+    autodiscover_modules("privacy")
+
+
+def registry() -> tuple[PersonalData, ...]:
+    _discovered()
+    return tuple(_entries)
+
+
+def sections_for(user) -> dict[str, object]:
+    _discovered()
+    return {name: describe(user) for name, describe in _sections.items()}
+
+
+def panels_for(user) -> list[tuple[str, dict]]:
+    """(template, its ``panel`` context) of every app's card, in the order apps registered them."""
+    _discovered()
+    return [(panel.template, panel.context(user)) for panel in _panels]
+
+
+def pseudonym(user) -> str:
+    """A stable reference to a person that does not say who they are."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), f"subject:{user.pk}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:16]
+
+
+# --- Export -----------------------------------------------------------------------------
+
+
+def _json_rows(rows: models.QuerySet, fields: tuple[str, ...]) -> Iterator[bytes]:
+    """One JSON array, produced row by row: an export never holds a whole table in memory."""
+    yield b"["
+    for index, row in enumerate(rows.order_by("pk").values(*fields).iterator(chunk_size=500)):
+        yield (b",\n" if index else b"\n") + json.dumps(
+            row, cls=DjangoJSONEncoder, ensure_ascii=False
+        ).encode()
+    yield b"\n]\n"
+
+
+def user_export(*, user, destination: Path, progress: Callable[[int], None] | None = None) -> dict[str, int]:
+    """Everything the instance keeps about ``user``, as a ZIP at ``destination``: one JSON
+    file per category, the original files, a manifest and a readable index.html.
+    Returns the number of records per category; ``progress`` hears the percentage done."""
+    counts: dict[str, int] = {}
+    categories = []
+    exported = [entry for entry in registry() if entry.category is not None]
+    with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for done, entry in enumerate(exported):
+            if progress:
+                progress(round(100 * done / (len(exported) + 1)))
+            rows = entry.rows_of(user)
+            counts[entry.category] = rows.count()
+            with archive.open(f"{entry.category}.json", "w") as handle:
+                for chunk in _json_rows(rows, entry.fields):
+                    handle.write(chunk)
+            for stored in entry.files_of(user):
+                with stored.open("rb") as source, archive.open(f"files/{stored.name}", "w") as target:
+                    shutil.copyfileobj(source, target, 1024 * 1024)
+            categories.append(
+                {"name": entry.category, "file": f"{entry.category}.json", "purpose": entry.purpose}
+            )
+        manifest = {
+            "schema_version": EXPORT_SCHEMA_VERSION,
+            "generated_at": timezone.now().isoformat(),
+            "subject": user.email,
+            "categories": [{**c, "records": counts[c["name"]]} for c in categories],
+            **sections_for(user),
+            "sources": ["you, through this instance", "this instance, while it ran the models you chose"],
+        }
+        archive.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+        archive.writestr("index.html", render_to_string("privacy/export_index.html", {"manifest": manifest}))
+    return counts
+
+
+# --- Erasure ----------------------------------------------------------------------------
+
+
+def _sessions_end(user) -> int:
+    ended = [s.pk for s in Session.objects.iterator() if s.get_decoded().get(SESSION_KEY) == str(user.pk)]
+    Session.objects.filter(pk__in=ended).delete()
+    return len(ended)
+
+
+@transaction.atomic
+def user_erase(*, user) -> dict[str, int]:
+    """Erase ``user`` as the registry says; returns a receipt of counts per model, no content."""
+    counts: Counter[str] = Counter()
+    # Every file first: deleting one model's rows can cascade to another's (a conversation
+    # takes its uploads with it), and the rows name the files.
+    files_delete_after_commit(
+        stored for entry in registry() if entry.erase == Erase.DELETE for stored in entry.files_of(user)
+    )
+    for entry in registry():
+        if not entry.owner:
+            continue  # the person's own row goes last, below
+        rows = entry.rows_of(user)
+        if entry.erase == Erase.DELETE:
+            counts.update(rows.delete()[1])
+        elif entry.erase == Erase.UNLINK:
+            counts[f"{entry.label} (unlinked)"] += rows.update(**{entry.owner: None})
+        else:
+            counts[f"{entry.label} (pseudonymised)"] += rows.update(**entry.pseudonyms_for(user))
+    counts["sessions"] = _sessions_end(user)
+    # Admin history about this account keeps its shape but no longer says who it was.
+    counts["admin.LogEntry (scrubbed)"] = LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(get_user_model()), object_id=str(user.pk)
+    ).update(object_repr="erased account", change_message="")
+    counts.update(user.delete()[1])
+    return {label: count for label, count in counts.items() if count}

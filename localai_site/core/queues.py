@@ -1,0 +1,16 @@
+"""The task queues: each is served by the workers started for it (``localai worker -Q``)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Queue(enum.StrEnum):
+    LOCAL = "local"  # replies of local models (one at a time per worker: every core)
+    CLOUD = "cloud"  # replies of cloud providers (waiting on the network)
+    DOWNLOADS = "downloads"  # model downloads
+    DEFAULT = "default"  # housekeeping: exports, retention, failing stale work
+
+
+# A local worker's own queue is ``local.<host>.<pid>``: replies for a model it holds.
+WORKER_QUEUE_PREFIX = f"{Queue.LOCAL}."

@@ -1,0 +1,139 @@
+"""The worker registry: which worker processes are alive, what they serve and hold.
+
+Each worker announces itself in Redis every few seconds (its queues, the local models its
+runner holds, its machine), and at once when that changes. The hub page, readiness and the
+choice of where a local reply runs all read these heartbeats. In embedded mode there is one
+process, which serves every queue: it describes itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from redis import RedisError
+
+from localai_site.core.queues import WORKER_QUEUE_PREFIX, Queue
+from localai_site.core.redis_client import redis_client
+
+from .machine import machine_facts
+from .models import LocalModel
+from .runtime import loaded_summary, state_changed
+
+HEARTBEAT_EVERY_S = 10
+_HEARTBEAT_TTL_S = 3 * HEARTBEAT_EVERY_S
+_WORKER_KEY = "localai:worker:"
+
+
+def worker_queue_name() -> str:
+    """The queue only this worker process consumes."""
+    return f"{WORKER_QUEUE_PREFIX}{socket.gethostname()}.{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    host: str
+    pid: int
+    queues: list[str]
+    loaded: list[dict]
+    busy: bool
+    machine: dict
+
+    @property
+    def own_queue(self) -> str:
+        return next((q for q in self.queues if q.startswith(WORKER_QUEUE_PREFIX)), "")
+
+    @property
+    def shared_queues(self) -> list[str]:
+        return [q for q in self.queues if not q.startswith(WORKER_QUEUE_PREFIX) and q != Queue.DEFAULT]
+
+    def holds(self, slug: str) -> bool:
+        return any(model["slug"] == slug for model in self.loaded)
+
+
+def heartbeat_report(queues: list[str]) -> dict:
+    """What a worker announces: its queues, the models it holds and its machine."""
+    loaded = loaded_summary()
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "queues": queues,
+        "loaded": loaded,
+        "busy": any(model["in_use"] for model in loaded),
+        "machine": machine_facts().as_dict(),
+        "at": time.time(),
+    }
+
+
+def _heartbeats() -> list[dict]:
+    if not settings.SCALED:
+        return [heartbeat_report([str(queue) for queue in Queue])]
+    client = redis_client()
+    keys = sorted(client.scan_iter(match=f"{_WORKER_KEY}*", count=100))
+    return [json.loads(raw) for raw in client.mget(keys) if raw] if keys else []
+
+
+def workers_list() -> list[WorkerView]:
+    """The live workers, from their latest heartbeats (raises RedisError while it is down)."""
+    return [
+        WorkerView(
+            host=beat["host"],
+            pid=beat["pid"],
+            queues=beat["queues"],
+            loaded=beat.get("loaded", []),
+            busy=beat.get("busy", False),
+            machine=beat.get("machine", {}),
+        )
+        for beat in _heartbeats()
+    ]
+
+
+def workers_by_queue() -> dict[str, int]:
+    """Live workers per queue that replies go to."""
+    counts = {Queue.LOCAL.value: 0, Queue.CLOUD.value: 0}
+    for worker in workers_list():
+        for queue in worker.queues:
+            if queue in counts:
+                counts[queue] += 1
+    return counts
+
+
+def local_queue_for(model: LocalModel) -> str:
+    """A free worker that holds ``model`` answers at once; otherwise any local worker
+    takes the reply from the shared queue (and loads the model)."""
+    if not settings.SCALED:
+        return Queue.LOCAL
+    try:
+        workers = workers_list()
+    except RedisError:  # the heartbeats are on Redis: while it is down, the shared queue
+        return Queue.LOCAL
+    for worker in workers:
+        if worker.own_queue and not worker.busy and worker.holds(model.slug):
+            return worker.own_queue
+    return Queue.LOCAL
+
+
+def heartbeat_start(queues: list[str]) -> None:
+    """Announce this worker every few seconds while the process lives, even mid-reply, and
+    at once when it loads, unloads, starts or stops using a model."""
+    key = f"{_WORKER_KEY}{socket.gethostname()}:{os.getpid()}"
+
+    def announce() -> None:
+        state_changed.clear()
+        # Redis away for a moment: readiness shows it; the next beat tries again.
+        with contextlib.suppress(Exception):
+            redis_client().set(key, json.dumps(heartbeat_report(queues)), ex=_HEARTBEAT_TTL_S)
+
+    def beat() -> None:
+        while True:
+            state_changed.wait(HEARTBEAT_EVERY_S)
+            announce()
+
+    announce()  # before the worker says it is ready: readiness must not lag behind it
+    threading.Thread(target=beat, name="localai-heartbeat", daemon=True).start()
