@@ -1,13 +1,12 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import Count, OuterRef, Subquery
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from localai_site.core.admin_actions import confirmed_action
 from localai_site.core.privacy import user_erase
-from localai_site.core.refusals import Refusal
 
 from . import services
 from .models import (
@@ -26,85 +25,58 @@ HANDLE_PERMISSION = "accounts.handle_data_requests"
 DUE_SOON = timezone.timedelta(days=7)
 
 
-def _confirmed(modeladmin, request, queryset, *, action, title, explanation, confirm_label, dangerous=False):
-    """Data-subject actions ask first, on a page that lists what they will touch."""
-    if request.POST.get("confirmed") == "yes":
-        return None
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": title,
-        "explanation": explanation,
-        "queryset": queryset,
-        "action": action,
-        "confirm_label": confirm_label,
-        "dangerous": dangerous,
-        "opts": modeladmin.model._meta,
-    }
-    return TemplateResponse(request, "admin/accounts/confirm_action.html", context)
-
-
 class DataRightsActions:
     """Export, erase, restrict and lift restriction: for admins allowed to handle requests."""
 
     def has_handle_permission(self, request) -> bool:
         return request.user.has_perm(HANDLE_PERMISSION)
 
-    @admin.action(description="Export their data", permissions=["handle"])
-    def export_data(self, request, queryset):
-        page = _confirmed(
-            self, request, queryset, action="export_data", title="Export these people's data?",
-            explanation="A ZIP of everything kept about each is built in the background "
-            "(Admin → Export archives).",
-            confirm_label="Yes, export",
-        )  # fmt: skip
-        if page:
-            return page
-        for user in queryset:
-            services.export_request(user=user, requested_by=request.user)
-        self.message_user(request, "Exports started.", messages.SUCCESS)
-        return None
+    @confirmed_action(
+        description="Export their data",
+        title="Export these people's data?",
+        explanation="A ZIP of everything kept about each is built in the background "
+        "(Admin → Export archives).",
+        confirm_label="Yes, export",
+        done=lambda user, archive: f"Export of {user} started.",
+        permissions=("handle",),
+    )
+    def export_data(self, request, user):
+        return services.export_request(user=user, requested_by=request.user)
 
-    @admin.action(description="Erase their data", permissions=["handle"])
-    def erase_data(self, request, queryset):
-        page = _confirmed(
-            self, request, queryset, action="erase_data", title="Erase these people for good?",
-            explanation="Accounts, conversations, files and sessions are erased; records the law "
-            "requires are kept without names. This cannot be undone.",
-            confirm_label="Yes, erase", dangerous=True,
-        )  # fmt: skip
-        if page:
-            return page
-        for user in list(queryset):
-            receipt = user_erase(user=user)
-            self.message_user(request, f"Erased: {sum(receipt.values())} records.", messages.SUCCESS)
-        return None
+    @confirmed_action(
+        description="Erase their data",
+        title="Erase these people for good?",
+        explanation="Accounts, conversations, files and sessions are erased; records the law requires "
+        "are kept without names. This cannot be undone.",
+        confirm_label="Yes, erase",
+        done=lambda user, receipt: f"Erased: {sum(receipt.values())} records.",
+        dangerous=True,
+        permissions=("handle",),
+    )
+    def erase_data(self, request, user):
+        return user_erase(user=user)
 
-    @admin.action(description="Restrict processing", permissions=["handle"])
-    def restrict_processing(self, request, queryset):
-        page = _confirmed(
-            self, request, queryset, action="restrict_processing", title="Restrict processing?",
-            explanation="They can still read and export their data; nothing new is processed.",
-            confirm_label="Yes, restrict",
-        )  # fmt: skip
-        if page:
-            return page
-        for user in queryset:
-            services.user_restrict(user=user, restricted=True)
-        self.message_user(request, "Processing restricted.", messages.SUCCESS)
-        return None
+    @confirmed_action(
+        description="Restrict processing",
+        title="Restrict processing?",
+        explanation="They can still read and export their data; nothing new is processed.",
+        confirm_label="Yes, restrict",
+        done=lambda user, _: f"Processing of {user}'s data is restricted.",
+        permissions=("handle",),
+    )
+    def restrict_processing(self, request, user):
+        return services.user_restrict(user=user, restricted=True)
 
-    @admin.action(description="Lift restriction", permissions=["handle"])
-    def lift_restriction(self, request, queryset):
-        page = _confirmed(
-            self, request, queryset, action="lift_restriction", title="Lift the restriction?",
-            explanation="Their data can be processed again.", confirm_label="Yes, lift it",
-        )  # fmt: skip
-        if page:
-            return page
-        for user in queryset:
-            services.user_restrict(user=user, restricted=False)
-        self.message_user(request, "Restriction lifted.", messages.SUCCESS)
-        return None
+    @confirmed_action(
+        description="Lift restriction",
+        title="Lift the restriction?",
+        explanation="Their data can be processed again.",
+        confirm_label="Yes, lift it",
+        done=lambda user, _: f"The restriction on {user}'s data is lifted.",
+        permissions=("handle",),
+    )
+    def lift_restriction(self, request, user):
+        return services.user_restrict(user=user, restricted=False)
 
 
 class ConsentInline(admin.TabularInline):
@@ -195,24 +167,18 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         services.data_request_save(request=obj)
 
-    @admin.action(description="Carry out (export, erase or restrict)", permissions=["handle"])
-    def carry_out(self, request, queryset):
-        page = _confirmed(
-            self, request, queryset, action="carry_out", title="Carry out these requests?",
-            explanation="Access and portability requests start an export; erasure requests erase the "
-            "account for good; restriction requests restrict processing.",
-            confirm_label="Yes, carry them out", dangerous=True,
-        )  # fmt: skip
-        if page:
-            return page
-        for data_request in queryset.select_related("subject"):
-            try:
-                services.data_request_carry_out(request=data_request, actor=request.user)
-            except Refusal as refusal:
-                self.message_user(request, f"{data_request}: {refusal.message}", messages.WARNING)
-            else:
-                self.message_user(request, f"{data_request}: done.", messages.SUCCESS)
-        return None
+    @confirmed_action(
+        description="Carry out (export, erase or restrict)",
+        title="Carry out these requests?",
+        explanation="Access and portability requests start an export; erasure requests erase the "
+        "account for good; restriction requests restrict processing.",
+        confirm_label="Yes, carry them out",
+        done=lambda data_request, _: f"{data_request}: done.",
+        dangerous=True,
+        permissions=("handle",),
+    )
+    def carry_out(self, request, data_request):
+        return services.data_request_carry_out(request=data_request, actor=request.user)
 
 
 @admin.register(ExportArchive)

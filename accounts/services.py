@@ -157,10 +157,11 @@ def user_restrict(*, user: User, restricted: bool) -> User:
 
 def data_request_save(*, request: DataSubjectRequest) -> DataSubjectRequest:
     """Fill in the deadline the law sets and the pseudonymous reference, then save."""
-    if request.subject_id and not request.subject_reference:
-        request.subject_reference = pseudonym(request.subject)
-    if request.subject_id and not request.subject_email:
-        request.subject_email = request.subject.email
+    subject = request.subject
+    if subject is not None and not request.subject_reference:
+        request.subject_reference = pseudonym(subject)
+    if subject is not None and not request.subject_email:
+        request.subject_email = subject.email
     received = request.received_at
     if request.regime == Regime.CCPA:
         request.due_at = received + timedelta(days=45)
@@ -192,14 +193,15 @@ AUTOMATIC_KINDS = {
 
 def data_request_carry_out(*, request: DataSubjectRequest, actor: User) -> DataSubjectRequest:
     """Do what the request asks, record who did it and the outcome (counts, never content)."""
-    action = AUTOMATIC_KINDS.get(request.kind)
+    action = AUTOMATIC_KINDS.get(RequestKind(request.kind))
     if action is None:
         raise Refusal(
             "by_hand", f"A {request.get_kind_display()} request is handled by hand; then mark it completed."
         )
-    if request.subject is None:
-        raise Refusal("no_subject", "Link the request to an account first (after verifying the requester).")
     user = request.subject
+    if user is None:
+        raise Refusal("no_subject", "Link the request to an account first (after verifying the requester).")
+    outcome: dict[str, object]
     if action == "export":
         archive = export_request(user=user, requested_by=actor)
         outcome = {"export_archive": archive.pk}

@@ -6,6 +6,9 @@ import argparse
 import os
 import sys
 
+from django.core.exceptions import ImproperlyConfigured
+
+from localai_site.core.env import env_int, env_str
 from localai_site.core.queues import Queue
 
 
@@ -18,8 +21,8 @@ def _setup_django() -> None:
 
 def serve(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="localai serve", description="Migrate, then run the web app.")
-    parser.add_argument("--host", default=os.environ.get("LOCALAI_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCALAI_PORT", "8000")))
+    parser.add_argument("--host", default=env_str("LOCALAI_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=env_int("LOCALAI_PORT", 8000, minimum=1, maximum=65_535))
     parser.add_argument(
         "--no-migrate", action="store_true", help="skip migrations (another process runs them)"
     )
@@ -103,8 +106,7 @@ def worker(argv: list[str]) -> None:
     app.worker_main([*command, *extra])
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _run(argv: list[str]) -> None:
     command = argv[0] if argv else "help"
     if command == "serve":
         serve(argv[1:])
@@ -115,6 +117,14 @@ def main(argv: list[str] | None = None) -> None:
         from django.core.management import execute_from_command_line
 
         execute_from_command_line(["localai", *argv])
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        _run(list(sys.argv[1:] if argv is None else argv))
+    except ImproperlyConfigured as exc:
+        # A setting read from the environment is wrong: say which, without a traceback.
+        sys.exit(f"localai: {exc}")
 
 
 if __name__ == "__main__":

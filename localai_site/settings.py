@@ -16,7 +16,16 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from .core.crypto import fernet_keys_check
-from .core.env import env_bool, env_choice, env_float, env_int, env_list, env_str, env_url
+from .core.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    env_time_zone,
+    env_url,
+)
 from .core.queues import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -115,7 +124,8 @@ _sqlite_path = DATA_DIR / "localai.sqlite3"
 try:
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL or f"sqlite:///{_sqlite_path}", conn_max_age=env_int("DB_CONN_MAX_AGE", 0)
+            DATABASE_URL or f"sqlite:///{_sqlite_path}",
+            conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0, maximum=3600),
         )
     }
 except ValueError as exc:
@@ -196,60 +206,60 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 TASKS_IN_PROCESS = not SCALED
 
 # --- Chat -------------------------------------------------------------------------------
-CHAT_MAX_MESSAGE_BYTES = env_int("CHAT_MAX_MESSAGE_BYTES", 32 * 1024, minimum=1)
-CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 64 * 1024, minimum=1024)
-CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 1024, minimum=1)
-CHAT_TEMPERATURE = env_float("CHAT_TEMPERATURE", 0.7, minimum=0)
+CHAT_MAX_MESSAGE_BYTES = env_int("CHAT_MAX_MESSAGE_BYTES", 32 * 1024, minimum=1, maximum=16 * 1024 * 1024)
+CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 64 * 1024, minimum=1024, maximum=32 * 1024 * 1024)
+CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 1024, minimum=1, maximum=1_000_000)
+CHAT_TEMPERATURE = env_float("CHAT_TEMPERATURE", 0.7, minimum=0, maximum=2)
 # Deltas go to the socket in batches: one every interval, the first token at once.
-CHAT_FLUSH_INTERVAL_S = env_float("CHAT_FLUSH_INTERVAL_MS", 50, minimum=0) / 1000
+CHAT_FLUSH_INTERVAL_S = env_float("CHAT_FLUSH_INTERVAL_MS", 50, minimum=0, maximum=5000) / 1000
 # How often the growing reply is written to the database while it streams.
-CHAT_SAVE_INTERVAL_S = env_float("CHAT_SAVE_INTERVAL_MS", 1000, minimum=50) / 1000
+CHAT_SAVE_INTERVAL_S = env_float("CHAT_SAVE_INTERVAL_MS", 1000, minimum=50, maximum=60_000) / 1000
 # A streaming reply whose worker has not written for this long is marked failed.
-CHAT_STALE_AFTER_S = env_int("CHAT_STALE_AFTER_S", 30, minimum=5)
+CHAT_STALE_AFTER_S = env_int("CHAT_STALE_AFTER_S", 30, minimum=5, maximum=86_400)
 # A queued reply no worker has picked up in this long is marked failed.
-CHAT_QUEUED_TIMEOUT_S = env_int("CHAT_QUEUED_TIMEOUT_S", 600, minimum=10)
+CHAT_QUEUED_TIMEOUT_S = env_int("CHAT_QUEUED_TIMEOUT_S", 600, minimum=10, maximum=86_400)
 # The largest file a person may upload (PDF, image or plain text).
-UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_MB", 25, minimum=1) * 1024 * 1024
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_MB", 25, minimum=1, maximum=100_000) * 1024 * 1024
 
 # How long a cloud provider may take to answer (seconds), and how often a failure to
 # connect is retried before the reply fails.
-CLOUD_TIMEOUT_S = env_float("CLOUD_TIMEOUT_S", 60, minimum=1)
-CLOUD_CONNECT_ATTEMPTS = env_int("CLOUD_CONNECT_ATTEMPTS", 3, minimum=1)
+CLOUD_TIMEOUT_S = env_float("CLOUD_TIMEOUT_S", 60, minimum=1, maximum=3600)
+CLOUD_CONNECT_ATTEMPTS = env_int("CLOUD_CONNECT_ATTEMPTS", 3, minimum=1, maximum=20)
 
 # --- Local models -----------------------------------------------------------------------
 # The cores this process may use (a container's cpuset or taskset), not the host's count.
-LLAMA_THREADS = env_int("LLAMA_THREADS", len(os.sched_getaffinity(0)), minimum=1)
-LLAMA_CONTEXT = env_int("LLAMA_CONTEXT", 4096, minimum=256)
-LLAMA_GPU_LAYERS = env_int("LLAMA_GPU_LAYERS", 0, minimum=-1)
+LLAMA_THREADS = env_int("LLAMA_THREADS", len(os.sched_getaffinity(0)), minimum=1, maximum=1024)
+LLAMA_CONTEXT = env_int("LLAMA_CONTEXT", 4096, minimum=256, maximum=10_000_000)
+LLAMA_GPU_LAYERS = env_int("LLAMA_GPU_LAYERS", 0, minimum=-1, maximum=10_000)
 # Memory a worker may fill with loaded models; the least recently used one is unloaded to
 # make room. 0: 80 % of the machine's (or the container's) memory.
-LOCAL_MODEL_MEMORY_MB = env_int("LOCAL_MODEL_MEMORY_MB", 0, minimum=0)
+LOCAL_MODEL_MEMORY_MB = env_int("LOCAL_MODEL_MEMORY_MB", 0, minimum=0, maximum=1 << 30)
 # A loaded model unused for this long is unloaded (0: kept until room is needed).
-LOCAL_MODEL_IDLE_UNLOAD_S = env_int("LOCAL_MODEL_IDLE_UNLOAD_S", 1800, minimum=0)
+LOCAL_MODEL_IDLE_UNLOAD_S = env_int("LOCAL_MODEL_IDLE_UNLOAD_S", 1800, minimum=0, maximum=365 * 86_400)
 
 # --- Model hub --------------------------------------------------------------------------
 MODELS_DIR = Path(env_str("LOCALAI_MODELS_DIR", str(DATA_DIR / "models"))).resolve()
 # Hugging Face, or a mirror that answers the same way (/<repo>/resolve/<revision>/<file>).
 HF_ENDPOINT = env_url("HF_ENDPOINT", "https://huggingface.co")
-HUB_TIMEOUT_S = env_float("HUB_TIMEOUT_S", 30, minimum=1)
+HUB_TIMEOUT_S = env_float("HUB_TIMEOUT_S", 30, minimum=1, maximum=3600)
 # A dropped connection is resumed from where it broke this many times in a row.
-HUB_RETRIES = env_int("HUB_RETRIES", 5, minimum=0)
+HUB_RETRIES = env_int("HUB_RETRIES", 5, minimum=0, maximum=100)
 # Disk space that must remain free after a download.
-HUB_DISK_RESERVE_MB = env_int("HUB_DISK_RESERVE_MB", 1024, minimum=0)
+HUB_DISK_RESERVE_MB = env_int("HUB_DISK_RESERVE_MB", 1024, minimum=0, maximum=1 << 30)
 # How often a download reports its progress (browsers, database, cancel check).
-HUB_PROGRESS_INTERVAL_S = env_float("HUB_PROGRESS_INTERVAL_MS", 500, minimum=50) / 1000
+HUB_PROGRESS_INTERVAL_S = env_float("HUB_PROGRESS_INTERVAL_MS", 500, minimum=50, maximum=60_000) / 1000
 # A download that made no progress for this long (its worker died) is marked failed.
-HUB_STALE_AFTER_S = env_int("HUB_STALE_AFTER_S", 120, minimum=10)
+HUB_STALE_AFTER_S = env_int("HUB_STALE_AFTER_S", 120, minimum=10, maximum=86_400)
 
 # --- Privacy ----------------------------------------------------------------------------
 # How long each kind of record is kept, in days; enforced every hour and by
 # `localai enforce_retention`. A system check refuses crash reports kept over 90 days.
 RETENTION_DAYS = {
-    "crash_reports": env_int("RETENTION_CRASH_REPORTS_DAYS", 90, minimum=1),
-    "export_archives": env_int("RETENTION_EXPORT_ARCHIVES_DAYS", 7, minimum=1),
+    "crash_reports": env_int("RETENTION_CRASH_REPORTS_DAYS", 90, minimum=1, maximum=36_500),
+    "export_archives": env_int("RETENTION_EXPORT_ARCHIVES_DAYS", 7, minimum=1, maximum=365),
     # Raw analytics events are counted into daily totals and deleted once their day is over.
-    "analytics_events": env_int("RETENTION_ANALYTICS_EVENTS_DAYS", 1, minimum=1),
-    "finished_data_requests": env_int("RETENTION_DATA_REQUESTS_DAYS", 3 * 365, minimum=30),
+    "analytics_events": env_int("RETENTION_ANALYTICS_EVENTS_DAYS", 1, minimum=1, maximum=365),
+    "finished_data_requests": env_int("RETENTION_DATA_REQUESTS_DAYS", 3 * 365, minimum=30, maximum=36_500),
 }
 
 # --- Accounts ---------------------------------------------------------------------------
@@ -300,7 +310,7 @@ AUTH_PASSWORD_VALIDATORS = [
 EMAIL_HOST = env_str("EMAIL_HOST")
 if EMAIL_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_PORT = env_int("EMAIL_PORT", 587)
+    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65_535)
     EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
     EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
     EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
@@ -317,15 +327,16 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0, maximum=2 * 365 * 86_400)
 # /healthz and /readyz answer probes that use internal host names (localai_site/middleware.py).
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = env_str("TIME_ZONE", "UTC")
+TIME_ZONE = env_time_zone("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
+LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")).upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -335,6 +346,6 @@ LOGGING = {
         # Errors with a traceback become crash reports stored on this instance, scrubbed.
         "crash_reports": {"class": "accounts.crashes.CrashReportHandler", "level": "ERROR"},
     },
-    "root": {"handlers": ["console", "crash_reports"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    "root": {"handlers": ["console", "crash_reports"], "level": LOG_LEVEL},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }

@@ -1,13 +1,14 @@
 """The `localai` command as a newcomer runs it."""
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from tests.servers import free_port
+from tests.waiting import wait_until_started
 
 LOCALAI = str(Path(sys.executable).parent / "localai")
 
@@ -17,14 +18,8 @@ def _env(data_dir: Path, **extra: str) -> dict[str, str]:
     return {**env, "LOCALAI_DATA_DIR": str(data_dir), **extra}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_serve_migrates_registers_the_bundled_model_and_answers(tmp_path):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [LOCALAI, "serve", "--port", str(port)],
         env=_env(tmp_path),
@@ -34,15 +29,14 @@ def test_serve_migrates_registers_the_bundled_model_and_answers(tmp_path):
     try:
         first_line = server.stdout.readline().decode()
         assert f"http://127.0.0.1:{port}/" in first_line and "embedded" in first_line
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "the server did not answer"
-                time.sleep(0.2)
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                return response.status == 200
+
+        wait_until_started(
+            server, healthy, what="the server to answer /healthz", timeout=30, ignoring=(OSError,)
+        )
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -66,3 +60,17 @@ def test_manage_commands_run_through_localai(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_a_bad_port_or_setting_is_named_without_a_traceback(tmp_path):
+    for variable, value, said in [
+        ("LOCALAI_PORT", "80000", "LOCALAI_PORT=80000 is above the maximum of 65535"),
+        ("LOCALAI_PORT", "http", "LOCALAI_PORT='http' is not a whole number"),
+        ("TIME_ZONE", "Mars/Olympus", "TIME_ZONE='Mars/Olympus' is not a time zone name"),
+    ]:
+        result = subprocess.run(
+            [LOCALAI, "serve"], env=_env(tmp_path, **{variable: value}), capture_output=True, text=True
+        )
+        assert result.returncode != 0
+        assert said in result.stderr
+        assert "Traceback" not in result.stderr

@@ -106,3 +106,10 @@ def test_env_url_wants_http_and_drops_the_trailing_slash(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "hf-mirror.example.org")
     with pytest.raises(ImproperlyConfigured, match="HF_ENDPOINT='hf-mirror.example.org' must be an http"):
         env_url("HF_ENDPOINT", "https://huggingface.co")
+
+
+def test_every_number_has_a_range(monkeypatch, tmp_path):
+    result = _settings_in_subprocess(tmp_path, CHAT_TEMPERATURE="7")
+    assert "CHAT_TEMPERATURE=7.0 is above the maximum of 2" in result.stderr
+    result = _settings_in_subprocess(tmp_path, LOG_LEVEL="chatty")
+    assert "LOG_LEVEL='chatty' must be one of: debug, info, warning, error, critical" in result.stderr

@@ -75,4 +75,4 @@ class FailOpenRedisCache(RedisCache):
         return self._or(None, super().delete_many, keys, version)
 
     def clear(self):
-        return self._or(False, super().clear)
+        return self._or(None, super().clear)

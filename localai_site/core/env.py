@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -64,8 +65,10 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     return _env_number(name, default, int, "a whole number", minimum, maximum)
 
 
-def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
-    return _env_number(name, default, float, "a number", minimum, None)
+def env_float(
+    name: str, default: float, *, minimum: float | None = None, maximum: float | None = None
+) -> float:
+    return _env_number(name, default, float, "a number", minimum, maximum)
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
@@ -79,6 +82,18 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = (_raw(name) or default).strip().lower()
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} must be one of: {', '.join(choices)}.")
+    return value
+
+
+def env_time_zone(name: str, default: str) -> str:
+    """An IANA time zone name, such as Europe/Paris."""
+    value = env_str(name, default).strip()
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a time zone name such as Europe/Paris."
+        ) from None
     return value
 
 

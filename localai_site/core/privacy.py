@@ -149,22 +149,20 @@ def user_export(*, user, destination: Path, progress: Callable[[int], None] | No
     Returns the number of records per category; ``progress`` hears the percentage done."""
     counts: dict[str, int] = {}
     categories = []
-    exported = [entry for entry in registry() if entry.category is not None]
+    exported = [(entry, entry.category) for entry in registry() if entry.category is not None]
     with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for done, entry in enumerate(exported):
+        for done, (entry, category) in enumerate(exported):
             if progress:
                 progress(round(100 * done / (len(exported) + 1)))
             rows = entry.rows_of(user)
-            counts[entry.category] = rows.count()
-            with archive.open(f"{entry.category}.json", "w") as handle:
+            counts[category] = rows.count()
+            with archive.open(f"{category}.json", "w") as handle:
                 for chunk in _json_rows(rows, entry.fields):
                     handle.write(chunk)
             for stored in entry.files_of(user):
                 with stored.open("rb") as source, archive.open(f"files/{stored.name}", "w") as target:
                     shutil.copyfileobj(source, target, 1024 * 1024)
-            categories.append(
-                {"name": entry.category, "file": f"{entry.category}.json", "purpose": entry.purpose}
-            )
+            categories.append({"name": category, "file": f"{category}.json", "purpose": entry.purpose})
         manifest = {
             "schema_version": EXPORT_SCHEMA_VERSION,
             "generated_at": timezone.now().isoformat(),

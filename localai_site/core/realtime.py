@@ -121,8 +121,8 @@ def redis_pubsub_message(group: str, payload: dict[str, Any]) -> tuple[str, byte
     """The Redis channel and bytes that the pub/sub channel layer's ``group_send`` would
     PUBLISH, so a worker can send a delta in the same round trip as its other writes.
     Delivery through this path is covered by the scaled-mode tests."""
-    config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
-    return f"{config['prefix']}__group__{group}", get_channel_layer().serialize(layer_event(payload))
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]  # type: ignore[index]
+    return f"{prefix}__group__{group}", get_channel_layer().serialize(layer_event(payload))
 
 
 def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
