@@ -57,8 +57,13 @@ test-scaled:
 	REDIS_URL=$(TEST_REDIS_URL) DATABASE_URL=$(TEST_DATABASE_URL) \
 		$(BIN)/python -m pytest -m "scaled or postgres" $(PYTEST_ARGS)
 
+# Style, the layers between the apps (pyproject.toml [tool.importlinter]) and the types of the
+# core and the services ([tool.mypy]). CI runs it before the tests.
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	LOCALAI_DATA_DIR=.test-data $(BIN)/mypy
 
 bench: install-test
 	$(BIN)/python bench/stream_overhead.py

@@ -6,11 +6,13 @@ browser can place a delta with ``text.length`` and emoji never shift the text.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-from localai_site.core.markdown import markdown_to_html
+from django.template.loader import render_to_string
 
-from .models import Message, Role
+from .display import message_display
+from .models import Message
 
 
 def utf16_len(text: str) -> int:
@@ -18,13 +20,13 @@ def utf16_len(text: str) -> int:
 
 
 def message_payload(message: Message) -> dict[str, Any]:
-    finished_reply = message.role == Role.ASSISTANT and not message.is_active and message.content
+    """A message's data, how it is shown, and its bubble as the page renders it (a few of
+    these per reply; the text in between travels as deltas)."""
+    display = message_display(message)
     return {
         "id": message.pk,
         "role": message.role,
         "content": message.content,
-        # Sanitised HTML of a finished reply; while streaming the page shows plain text.
-        "html": markdown_to_html(message.content) if finished_reply else None,
         "status": message.status,
         "error": message.error,
         "model": message.model,
@@ -34,6 +36,9 @@ def message_payload(message: Message) -> dict[str, Any]:
         "tokens_per_second": message.tokens_per_second,
         "omitted_turns": message.omitted_turns,
         "created_at": message.created_at.isoformat() if message.created_at else None,
+        "display": asdict(display),
+        # Escaped by the template like the page; the script inserts it for a message it lacks.
+        "bubble": render_to_string("chat/message.html", {"message": message, "display": display}),
     }
 
 

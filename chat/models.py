@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 
 from localai_site.core.crypto import EncryptedTextField
+from localai_site.core.states import StatefulQuerySet, StateMachine
 
 
 class Provider(models.TextChoices):
@@ -158,6 +159,21 @@ class Message(models.Model):
     # When Stop was pressed: the generating worker reads it from here too, so Stop works
     # while the shared store (Redis) cannot be reached.
     stop_requested_at = models.DateTimeField(null=True, blank=True)
+
+    # A reply's life; a person's own message is done from the start. The worker, Stop and
+    # the stale check race for the same row, so every move is a compare-and-set made
+    # through ``Message.objects`` (``transition``, ``update_while``, ``fail_stale``).
+    STATES = StateMachine(
+        {
+            MessageStatus.QUEUED: frozenset(
+                {MessageStatus.STREAMING, MessageStatus.STOPPED, MessageStatus.FAILED}
+            ),
+            MessageStatus.STREAMING: frozenset(
+                {MessageStatus.DONE, MessageStatus.STOPPED, MessageStatus.FAILED}
+            ),
+        }
+    )
+    objects = StatefulQuerySet.as_manager()
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts.models import User
 
 from . import live
+from .display import recipient_label
 from .events import message_payload
 from .models import ACTIVE_STATUSES, Conversation, Message, Persona, Provider, Role, Upload
 
@@ -136,7 +137,7 @@ def recipients_of(*, user: User) -> list[dict]:
     )
     return [
         {
-            "recipient": "this instance" if row["provider"] == Provider.LOCAL else row["provider"],
+            "recipient": recipient_label(row["provider"]),
             "messages": row["messages"],
             "first": row["first"].isoformat(),
             "last": row["last"].isoformat(),

@@ -75,8 +75,8 @@ class ReplyWriter:
 
     def _save_progress(self, now: float) -> None:
         self._last_save = now
-        Message.objects.filter(pk=self.message.pk, status=MessageStatus.STREAMING).update(
-            content=self.text, heartbeat_at=timezone.now()
+        Message.objects.update_while(
+            self.message.pk, MessageStatus.STREAMING, content=self.text, heartbeat_at=timezone.now()
         )
 
     @property
@@ -121,9 +121,13 @@ class ReplyHeartbeat:
 
     def beat(self) -> None:
         try:
-            replies = Message.objects.filter(pk=self._message_id, status=MessageStatus.STREAMING)
-            alive = replies.update(heartbeat_at=timezone.now())
-            if not alive or replies.filter(stop_requested_at__isnull=False).exists():
+            alive = Message.objects.update_while(
+                self._message_id, MessageStatus.STREAMING, heartbeat_at=timezone.now()
+            )
+            if (
+                not alive
+                or Message.objects.filter(pk=self._message_id, stop_requested_at__isnull=False).exists()
+            ):
                 self._cancel.set()
         except Exception:
             logger.warning("The heartbeat of reply %s could not be written", self._message_id, exc_info=True)

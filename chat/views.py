@@ -27,7 +27,7 @@ def _owned_or_404(request, conversation_id):
 def _page(request, *, conversation=None, draft: str = "", status: int = 200):
     user = request.user
     search = request.GET.get("q", "")
-    local_models, cloud_models = models_offered(include_cloud=services.cloud_allowed(user))
+    local_models, cloud_models = models_offered(include_cloud=services.cloud_allowed(user=user))
     chat_messages, has_older = (
         selectors.conversation_messages_page(conversation=conversation) if conversation else ([], False)
     )
@@ -152,7 +152,7 @@ def conversation_delete(request, conversation_id):
 
 
 def _model_choices(user):
-    local, cloud = models_offered(include_cloud=services.cloud_allowed(user))
+    local, cloud = models_offered(include_cloud=services.cloud_allowed(user=user))
     return [(c.model_id, f"{c.label} ({c.provider_name})") for c in (*local, *cloud)]
 
 
@@ -183,7 +183,7 @@ def persona_delete(request, persona_id):
     persona = selectors.persona_get_owned(user=request.user, persona_id=persona_id)
     if persona is None:
         raise Http404("No such persona of yours.")
-    persona.delete()
+    services.persona_delete(persona=persona)
     messages.success(request, "The persona was deleted.")
     return redirect("chat:personas")
 

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from enum import StrEnum
+
 from django.conf import settings
 from django.db import models
 
 from localai_site.core.crypto import EncryptedTextField
+from localai_site.core.refusals import Refusal
 from localai_site.core.singleton import SingletonModel
+from localai_site.core.states import StatefulQuerySet, StateMachine
 
 
 class ModelFamily(models.TextChoices):
@@ -27,6 +31,19 @@ class LocalModelStatus(models.TextChoices):
 
 # A download in one of these is owned by a task; the others wait for an admin.
 DOWNLOAD_ACTIVE = (LocalModelStatus.QUEUED, LocalModelStatus.DOWNLOADING, LocalModelStatus.VERIFYING)
+# A download that stopped here may be resumed from its partial file.
+DOWNLOAD_RESUMABLE = (LocalModelStatus.FAILED, LocalModelStatus.CANCELLED, LocalModelStatus.MISSING)
+
+
+class ModelAction(StrEnum):
+    """What an admin may do with an installed (or arriving) model: the hub's buttons."""
+
+    RESUME = "resume"
+    CANCEL = "cancel"
+    DELETE = "delete"
+    MAKE_DEFAULT = "make_default"
+    CONFIGURE = "configure"
+    HEALTH_RESET = "health_reset"
 
 
 class ModelSource(models.TextChoices):
@@ -90,6 +107,23 @@ class LocalModel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
 
+    # A download's life. The download task, Cancel, Resume and the check for dead workers
+    # race for the same row, so every move is a compare-and-set made through
+    # ``LocalModel.objects`` (``transition``, ``update_while``, ``fail_stale``).
+    STATES = StateMachine(
+        {
+            LocalModelStatus.QUEUED: frozenset(
+                {LocalModelStatus.DOWNLOADING, LocalModelStatus.CANCELLED, LocalModelStatus.FAILED}
+            ),
+            LocalModelStatus.DOWNLOADING: frozenset(
+                {LocalModelStatus.VERIFYING, LocalModelStatus.CANCELLED, LocalModelStatus.FAILED}
+            ),
+            LocalModelStatus.VERIFYING: frozenset({LocalModelStatus.READY, LocalModelStatus.FAILED}),
+            **{status: frozenset({LocalModelStatus.QUEUED}) for status in DOWNLOAD_RESUMABLE},
+        }
+    )
+    objects = StatefulQuerySet.as_manager()
+
     class Meta:
         ordering = ["-is_default", "name"]
         constraints = [
@@ -114,6 +148,43 @@ class LocalModel(models.Model):
     @property
     def is_downloading(self) -> bool:
         return self.status in DOWNLOAD_ACTIVE
+
+    def refusal_of(self, action: ModelAction) -> Refusal | None:
+        """Why the model does not allow ``action`` now, or None when it does: the one place
+        that decides, for the hub's buttons (``actions``) and its services alike."""
+        name = self.name
+        match action:
+            case ModelAction.RESUME if self.source != ModelSource.HUB:
+                return Refusal("not_downloadable", f"{name} is not downloaded from a hub.")
+            case ModelAction.RESUME if self.is_downloading:
+                return Refusal("downloading", f"{name} is already downloading.")
+            case ModelAction.RESUME if self.status not in DOWNLOAD_RESUMABLE:
+                return Refusal("already_installed", f"{name} is already installed.")
+            case ModelAction.CANCEL if self.status == LocalModelStatus.VERIFYING:
+                return Refusal("verifying", f"{name} is downloaded and being verified: too late to cancel.")
+            case ModelAction.CANCEL if self.status not in self.STATES.sources_of(LocalModelStatus.CANCELLED):
+                return Refusal("not_downloading", f"{name} is not downloading.")
+            case ModelAction.DELETE if self.is_bundled:
+                return Refusal("bundled", "The bundled model ships with the app and cannot be deleted.")
+            case ModelAction.DELETE if self.is_downloading:
+                return Refusal("downloading", f"{name} is downloading: cancel the download first.")
+            case ModelAction.MAKE_DEFAULT | ModelAction.CONFIGURE if not self.is_ready:
+                return Refusal("not_ready", f"{name} is not installed yet.")
+            case ModelAction.MAKE_DEFAULT if self.is_default:
+                return Refusal("already_default", f"New chats already start with {name}.")
+            case ModelAction.HEALTH_RESET if not self.unhealthy_reason:
+                return Refusal("not_switched_off", f"{name} is not switched off.")
+        return None
+
+    def action_check(self, action: ModelAction) -> None:
+        """Raises the ``Refusal`` of an action the model does not allow now."""
+        refusal = self.refusal_of(action)
+        if refusal is not None:
+            raise refusal
+
+    @property
+    def actions(self) -> frozenset[ModelAction]:
+        return frozenset(action for action in ModelAction if self.refusal_of(action) is None)
 
     @property
     def source_label(self) -> str:

@@ -20,7 +20,7 @@ from localai_site.core.refusals import Refusal
 
 from . import probe
 from .machine import memory_budget, memory_needed
-from .models import LocalModel
+from .models import LocalModel, ModelAction
 from .runner_protocol import (
     ERROR_CONTEXT,
     ERROR_MEMORY,
@@ -187,6 +187,7 @@ def model_unhealthy_mark(*, model: LocalModel, reason: str) -> None:
 
 def model_health_reset(*, model: LocalModel) -> LocalModel:
     """Let ``model`` run again, probed afresh on its next use."""
+    model.action_check(ModelAction.HEALTH_RESET)
     probe.forget(load_spec_for(model))
     model.runtime_crashes, model.unhealthy_reason, model.last_crash = 0, "", ""
     LocalModel.objects.filter(pk=model.pk).update(runtime_crashes=0, unhealthy_reason="", last_crash="")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -7,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from localai_site.core.refusals import Refusal, refusal_message
+from localai_site.core.sockets import CLOSE_CODES
 
 from . import runtime, selectors, services
 from .forms import AddModelForm, ModelSettingsForm, TokenForm
@@ -49,6 +52,7 @@ def hub(request):
     page = selectors.hub_page()
     context = {
         "page": page,
+        "close_codes": json.dumps(CLOSE_CODES),
         "add_form": AddModelForm(),
         "token_form": TokenForm(),
         "installed": [
@@ -102,9 +106,11 @@ def add(request):
 @admin_only
 def cancel(request, slug):
     model = _model(slug)
-    services.model_download_cancel(model=model)
-    messages.success(request, f"The download of {model} was cancelled; resume it any time.")
-    return redirect("hub:index")
+    return _done(
+        request,
+        lambda: services.model_download_cancel(model=model),
+        "The download of {model} was cancelled; resume it any time.",
+    )
 
 
 @require_POST

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from models_hub.bundled import bundled_model_path
+from tests.waiting import wait_until_started
 
 API_KEY = "sk-test-0123456789abcdef"
 LLAMA_ALIAS = "smollm2-loopback"
@@ -51,18 +52,16 @@ class LlamaServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while True:
-            request = urllib.request.Request(
-                f"{self.base_url}/models", headers={"Authorization": f"Bearer {API_KEY}"}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=2):
-                    return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("llama_cpp.server did not start") from None
-                time.sleep(0.2)
+        wait_until_started(
+            self.proc, self._answers, what="llama_cpp.server to list its models", ignoring=(OSError,)
+        )
+
+    def _answers(self) -> bool:
+        request = urllib.request.Request(
+            f"{self.base_url}/models", headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        with urllib.request.urlopen(request, timeout=2):
+            return True
 
     def stop(self) -> None:
         self.proc.terminate()

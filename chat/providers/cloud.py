@@ -16,7 +16,7 @@ from localai_site.core.crypto import secret_decrypt
 
 from .base import ChatTurn, Delta, GenerationParams, ProviderError
 
-PRESET_BASE_URLS = {
+PRESET_BASE_URLS: dict[str, str] = {
     CloudProviderKind.OPENAI: "https://api.openai.com/v1",
     CloudProviderKind.ANTHROPIC: "https://api.anthropic.com/v1/",
     CloudProviderKind.GEMINI: "https://generativelanguage.googleapis.com/v1beta/openai/",

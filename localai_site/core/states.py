@@ -74,10 +74,11 @@ class StatefulQuerySet(models.QuerySet):
         Returns how many moved."""
         moved = 0
         field = self._machine().field
+        row: Any
         for row in self:
             error = reason(row)
             current = {name: getattr(row, name) for name in guard}
-            if type(row)._default_manager.transition(
+            if self.model._default_manager.transition(  # type: ignore[attr-defined]
                 row.pk, to=to, source=getattr(row, field), guard=current, error=error, **fields
             ):
                 setattr(row, field, to)

@@ -1,8 +1,9 @@
 // The chat page's live part: one socket per conversation, replies applied by offset.
 // Offsets count UTF-16 code units, like String.length, so a delta is placed exactly
-// once whatever arrives twice, late or after a reconnect. Finished replies arrive as
-// HTML the server made from Markdown and sanitised; nothing else is ever set as HTML.
-import "./confirm.js";
+// once whatever arrives twice, late or after a reconnect. How a message is shown is the
+// server's (chat/display.py): a new message arrives as its bubble, rendered and escaped by
+// the page's own template, and a finished reply as HTML the server made from Markdown and
+// sanitised; nothing else is ever set as HTML. This script only puts those in place.
 
 const chat = document.querySelector(".chat");
 const list = document.getElementById("messages");
@@ -14,7 +15,7 @@ const statusLine = document.getElementById("composer-status");
 const destination = document.getElementById("destination");
 
 const ACTIVE = new Set(["queued", "streaming"]);
-const STATUS_TEXT = { queued: "Waiting for the model…", streaming: "Writing…", stopped: "Stopped", done: "" };
+const FINAL_CLOSE_CODES = new Set(chat.dataset.finalCloseCodes?.split(" ").map(Number)); // do not reconnect
 const messages = new Map(); // id -> {text, status, role, el}
 
 // --- rendering --------------------------------------------------------------------------
@@ -55,26 +56,13 @@ function scrollToEnd() {
   list.scrollTop = list.scrollHeight;
 }
 
-function createBubble(id, role) {
+function insertBubble(m) {
   list.querySelector(".welcome")?.remove();
-  const el = document.createElement("article");
-  el.className = `message message-${role}`;
-  el.dataset.messageId = id;
-  el.innerHTML =
-    '<div class="message-body"></div><div class="message-actions">' +
-    '<button type="button" class="link action-copy" title="Copy the text">Copy</button>' +
-    (role === "user"
-      ? '<button type="button" class="link action-edit" title="Change and send again">Edit</button>'
-      : '<button type="button" class="link action-regenerate" title="Write this reply again">Regenerate</button>') +
-    "</div>" +
-    (role === "assistant"
-      ? '<footer class="message-meta"><span class="meta-model"></span><span class="meta-status"></span>' +
-        '<span class="meta-stats"></span><span class="meta-context"></span></footer>'
-      : "");
+  const holder = document.createElement("template");
+  holder.innerHTML = m.bubble; // our own server-rendered, escaped template (chat/message.html)
+  const el = holder.content.firstElementChild;
   list.append(el);
-  const state = { text: "", status: "queued", role, el };
-  messages.set(id, state);
-  return state;
+  track(el);
 }
 
 function setText(state, text) {
@@ -94,21 +82,11 @@ function setHtml(state, text, html) {
   addCodeCopyButtons(body);
 }
 
-function setMeta(state, m) {
-  const find = (cls) => state.el.querySelector(cls);
-  if (!find(".message-meta")) return;
-  const model = m.model.split(":").pop().split("/").pop();
-  find(".meta-model").textContent = `${model} · ${m.provider === "local" ? "this instance" : m.provider}`;
-  find(".meta-status").textContent = m.status === "failed" ? m.error || "Failed" : STATUS_TEXT[m.status] ?? "";
-  if (m.completion_tokens) {
-    const parts = [`${m.completion_tokens} tokens`];
-    if (m.tokens_per_second) parts.push(`${m.tokens_per_second} tok/s`);
-    if (m.ttft_ms != null) parts.push(`first token ${m.ttft_ms} ms`);
-    find(".meta-stats").textContent = parts.join(" · ");
-  }
-  if (m.omitted_turns) {
-    const n = m.omitted_turns;
-    find(".meta-context").textContent = `${n} earlier message${n === 1 ? "" : "s"} left out to fit the model's context`;
+function setMeta(state, display) {
+  const meta = state.el.querySelector(".message-meta");
+  if (!meta) return;
+  for (const part of ["model", "status", "stats", "context"]) {
+    meta.querySelector(`.meta-${part}`).textContent = display[part];
   }
 }
 
@@ -118,14 +96,19 @@ function setStatus(state, status) {
   state.el.className = state.el.className.replace(/\bstatus-\S+/g, "").trim() + ` status-${status}`;
 }
 
-function upsertMessage(m) {
-  const stick = nearBottom();
-  const state = messages.get(m.id) ?? createBubble(m.id, m.role);
-  if (m.html) setHtml(state, m.content, m.html);
+function updateBubble(state, m) {
+  if (m.display.html != null) setHtml(state, m.content, m.display.html);
   // While streaming, keep whichever text is further along; a finished one is final.
   else if (!ACTIVE.has(m.status) || m.content.length >= state.text.length) setText(state, m.content);
   setStatus(state, m.status);
-  setMeta(state, m);
+  setMeta(state, m.display);
+}
+
+function upsertMessage(m) {
+  const stick = nearBottom();
+  const state = messages.get(m.id);
+  if (state) updateBubble(state, m);
+  else insertBubble(m);
   refreshControls();
   if (stick) scrollToEnd();
 }
@@ -203,7 +186,9 @@ function showError(frame) {
   if (frame.code === "stays_local") {
     const link = document.createElement("a");
     link.className = "button";
-    link.href = `/?model=${encodeURIComponent(modelSelect.value)}`;
+    const url = new URL(chat.dataset.newChatUrl, location.href);
+    url.searchParams.set("model", modelSelect.value);
+    link.href = url;
     link.textContent = "Start a new cloud chat";
     statusLine.append(" ", link);
   }
@@ -229,7 +214,7 @@ function connect() {
     } else if (frame.type === "error") showError(frame);
   });
   socket.addEventListener("close", (event) => {
-    if (event.code === 4401 || event.code === 4404) {
+    if (FINAL_CLOSE_CODES.has(event.code)) {
       statusLine.textContent = "This conversation is not available. Reload the page.";
       return;
     }

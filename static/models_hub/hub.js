@@ -1,9 +1,10 @@
 // The hub page, live: download progress (bytes, speed, time left) for everyone watching.
-// The page itself is rendered from the database; a model that changes state reloads it,
-// so its buttons always match what the server allows.
+// The page itself is rendered from the database; a model whose actions change (the server
+// sends them with each event) reloads it, so its buttons always match what it allows.
 const hub = document.getElementById("hub");
 const liveState = document.getElementById("live-state");
-const SETTLED = new Set(["ready", "failed", "cancelled", "missing"]);
+// Close codes that mean "you may not watch": the socket is not reopened after them.
+const REFUSED = new Set(Object.values(JSON.parse(hub?.dataset.closeCodes || "{}")));
 const UNITS = ["bytes", "KB", "MB", "GB", "TB"];
 
 function size(bytes) {
@@ -31,6 +32,11 @@ function progressText(event) {
   return parts.join(" · ");
 }
 
+function sameActions(row, actions) {
+  const shown = new Set(row.dataset.actions.split(" ").filter(Boolean));
+  return shown.size === actions.length && actions.every((action) => shown.has(action));
+}
+
 let reloading = false;
 function reloadSoon() {
   if (reloading) return;
@@ -45,9 +51,9 @@ function apply(event) {
   }
   if (event.type !== "model") return;
   const row = document.querySelector(`#installed [data-slug="${CSS.escape(event.slug)}"]`);
-  if (!row || row.dataset.status !== event.status) {
-    // A new model, or one whose state changed: its actions change too.
-    if (!row || SETTLED.has(event.status) || SETTLED.has(row.dataset.status)) return reloadSoon();
+  // A new model, or one whose buttons change: the page is rendered afresh.
+  if (!row || !sameActions(row, event.actions)) return reloadSoon();
+  if (row.dataset.status !== event.status) {
     row.dataset.status = event.status;
     const badge = row.querySelector("[data-role=status]");
     badge.textContent = event.status_label;
@@ -70,9 +76,13 @@ function connect(delay = 500) {
     delay = 500;
   });
   socket.addEventListener("message", (message) => apply(JSON.parse(message.data)));
-  socket.addEventListener("close", () => {
-    liveState.textContent = "Reconnecting…";
+  socket.addEventListener("close", (event) => {
     liveState.classList.remove("live");
+    if (REFUSED.has(event.code)) {
+      liveState.textContent = "Not live: sign in as an admin again, then reload the page.";
+      return;
+    }
+    liveState.textContent = "Reconnecting…";
     setTimeout(() => connect(Math.min(delay * 2, 10_000)), delay);
   });
 }

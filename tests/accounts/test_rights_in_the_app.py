@@ -1,6 +1,5 @@
 """Data-subject rights as people and admins use them: Settings → Privacy and the admin."""
 
-import time
 import zipfile
 from datetime import datetime, timedelta
 from io import BytesIO
@@ -13,22 +12,23 @@ from django.utils import timezone
 from accounts import services
 from accounts.models import DataSubjectRequest, ExportArchive, Regime, RequestKind, RequestStatus, User
 from accounts.retention import retention_enforce
-from chat.models import Conversation, Message, Role
+from chat.models import ACTIVE_STATUSES, Conversation, Message, Role
 from chat.services import message_send
 from localai_site.core.refusals import Refusal
 from tests.conftest import PASSWORD
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
 
 def _status_when_done(client, archive) -> dict:
     """Polls like the privacy page does while the export is built in the background."""
-    deadline = time.monotonic() + 30
-    while True:
+
+    def finished() -> dict | None:
         status = client.get(reverse("accounts:export_status", args=[archive.pk])).json()
-        if status["status"] in ("ready", "failed") or time.monotonic() > deadline:
-            return status
-        time.sleep(0.05)
+        return status if status["status"] in ("ready", "failed") else None
+
+    return wait_until(finished, what=f"export {archive.pk} to be ready or failed")
 
 
 def _archive_of(client, user) -> zipfile.ZipFile:
@@ -117,10 +117,11 @@ def test_a_restricted_account_can_read_and_export_but_nothing_new_is_processed(
     services.user_restrict(user=user, restricted=False)
     _, reply = message_send(conversation=conversation, content="process this")
     # Let the reply finish here: a generation outliving the test would write into the next one.
-    deadline = time.monotonic() + 60
-    while Message.objects.filter(pk=reply.pk, status__in=["queued", "streaming"]).exists():
-        assert time.monotonic() < deadline, "the reply did not finish"
-        time.sleep(0.1)
+    wait_until(
+        lambda: not Message.objects.filter(pk=reply.pk, status__in=ACTIVE_STATUSES).exists(),
+        timeout=60,
+        what="the reply to finish",
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,22 +1,10 @@
-"""Browser tests drive Debian's Chromium; Playwright cannot download its own here."""
+"""Browser tests drive Debian's Chromium; where it is missing they are skipped."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from django.conf import settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
+from .base import CHROMIUM
 
 
 def pytest_collection_modifyitems(config, items):

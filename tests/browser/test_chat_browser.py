@@ -1,36 +1,33 @@
-"""What a person sees in the chat page, in a real browser, with replies from the real model.
-
-The app is served by daphne (``ChannelsLiveServerTestCase``: HTTP and websockets) in a
-child process forked from this one, so settings overridden on the class before the
-server starts (``CHAT_MAX_TOKENS``) are the server's settings too.
-"""
+"""What a person sees in the chat page, in a real browser, with replies from the real model
+(the server and Chromium: tests/browser/base.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import time
 
 import pytest
-from channels.testing import ChannelsLiveServerTestCase
 from django.test import override_settings
-from playwright.sync_api import Locator, Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect
 
 from accounts.models import User
-from chat.models import ACTIVE_STATUSES, Conversation, Message, MessageStatus, Role
+from chat.models import Conversation, Message, MessageStatus, Role
 from models_hub.services import bundled_model_register
 
-from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from .base import (
+    REPLY_TIMEOUT_MS,
+    SHORT_MAX_TOKENS,
+    BrowserTestCase,
+    last_reply,
+    screenshot,
+    send_from_home,
+    sign_up,
+)
 
 pytestmark = pytest.mark.browser
 
-SHORT_MAX_TOKENS = 120  # replies that must finish: long enough to watch them grow
 LONG_MAX_TOKENS = 400  # replies to stop or reload in the middle of
-PASSWORD = "a long enough passphrase"
 LONG_PROMPT = "Write a very long story about a dragon."
-REPLY_TIMEOUT_MS = 120_000  # a whole long reply on a slow, busy machine
-CONVERSATION_URL = re.compile(r"/c/[0-9a-f-]{36}/$")
 STATS = re.compile(r"^\d+ tokens · [\d.]+ tok/s")
 
 # In the page: read the newest reply every `ms` until it is no longer being written.
@@ -61,27 +58,6 @@ document.addEventListener("readystatechange", () => {
   };
 });
 """
-
-
-def sign_up(page: Page, base_url: str, email: str) -> None:
-    page.goto(f"{base_url}/accounts/signup/")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password1]", PASSWORD)
-    page.fill("input[name=password2]", PASSWORD)
-    page.check("input[name=minimum_age]")
-    page.click("form[action='/accounts/signup/'] button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
-
-
-def send_from_home(page: Page, text: str) -> None:
-    """Enter on the home page posts the form; the new conversation's page opens."""
-    page.fill("#composer-input", text)
-    page.press("#composer-input", "Enter")
-    page.wait_for_url(CONVERSATION_URL)
-
-
-def last_reply(page: Page) -> Locator:
-    return page.locator("article.message-assistant").last
 
 
 def wait_for_reply_text(page: Page, min_length: int = 1) -> None:
@@ -127,80 +103,15 @@ def reply_in_db(reply: Locator) -> Message:
     return Message.objects.get(pk=int(reply.get_attribute("data-message-id")))
 
 
-def screenshot(page: Page, name: str, *, full_page: bool = False) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=full_page)
-
-
-class BrowserTestCase(ChannelsLiveServerTestCase):
-    """One daphne server and one Chromium per subclass, a fresh browser context per test.
-
-    Subclasses set the server's settings with ``@override_settings``: applied in
-    ``SimpleTestCase.setUpClass``, before the server process is forked.
-    """
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()  # forks the daphne child, with the subclass's settings
-        try:
-            cls._allow_db_access_between_playwright_calls()
-            cls.playwright = sync_playwright().start()
-            cls.addClassCleanup(cls.playwright.stop)
-            cls.browser = cls.playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            cls.addClassCleanup(cls.browser.close)
-        except BaseException:
-            super().tearDownClass()  # not called when setUpClass fails: stop the server
-            raise
-
-    @classmethod
-    def _allow_db_access_between_playwright_calls(cls):
-        """Playwright's sync API marks an event loop as running between its calls, which
-        Django takes for async code and refuses DB access (even the flush after each test).
-
-        Nothing async runs here, so allow it; only in this process: the server was
-        forked before and keeps its checks.
-        """
-        before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-        def restore():
-            if before is None:
-                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-            else:
-                os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
-
-        cls.addClassCleanup(restore)
-
-    def setUp(self):
-        bundled_model_register()  # the flush after each test removes it
-        self.context = self.browser.new_context(viewport={"width": 1280, "height": 800})
-        self.context.set_default_timeout(15_000)
-        self.page = self.context.new_page()
-
-    def tearDown(self):
-        self.context.close()
-        # One model thread serves every test: a reply left running would delay the next.
-        deadline = time.monotonic() + 60
-        while Message.objects.filter(status__in=ACTIVE_STATUSES).exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-
-    # --- helpers ----------------------------------------------------------------------
-
-    def _conversation_with_one_exchange(self, email: str) -> Conversation:
-        owner = User.objects.get(email=email)
-        model = bundled_model_register()
-        conversation = Conversation.objects.create(owner=owner, model=model.model_id, title="Greetings")
-        Message.objects.create(conversation=conversation, role=Role.USER, content="Hi!")
-        Message.objects.create(
-            conversation=conversation, role=Role.ASSISTANT, content="Hello! How can I help?", status="done"
-        )
-        return conversation
-
-    def _wait_until(self, condition, failure: str, timeout_ms: int = 10_000) -> None:
-        deadline = time.monotonic() + timeout_ms / 1000
-        while not condition():
-            assert time.monotonic() < deadline, failure
-            self.page.wait_for_timeout(50)  # lets Playwright deliver events meanwhile
+def conversation_with_one_exchange(email: str) -> Conversation:
+    owner = User.objects.get(email=email)
+    model = bundled_model_register()
+    conversation = Conversation.objects.create(owner=owner, model=model.model_id, title="Greetings")
+    Message.objects.create(conversation=conversation, role=Role.USER, content="Hi!")
+    Message.objects.create(
+        conversation=conversation, role=Role.ASSISTANT, content="Hello! How can I help?", status="done"
+    )
+    return conversation
 
 
 @override_settings(CHAT_MAX_TOKENS=SHORT_MAX_TOKENS, CHAT_TEMPERATURE=0)
@@ -233,7 +144,7 @@ class ChatPageTests(BrowserTestCase):
     def test_enter_sends_over_the_socket_and_shift_enter_adds_a_newline(self):
         page = self.page
         sign_up(page, self.live_server_url, "typist@example.com")
-        conversation = self._conversation_with_one_exchange("typist@example.com")
+        conversation = conversation_with_one_exchange("typist@example.com")
         sent_frames: list[str] = []
         received_frames: list[str] = []
 
@@ -244,7 +155,7 @@ class ChatPageTests(BrowserTestCase):
         page.on("websocket", watch)
         page.goto(f"{self.live_server_url}/c/{conversation.pk}/")
         # The socket answers its opening sync: from then on Enter can send.
-        self._wait_until(lambda: received_frames, "the chat socket never answered", timeout_ms=30_000)
+        self.wait_until(lambda: received_frames, what="the chat socket's first frame", timeout=30)
         expect(page.locator("article.message-user")).to_have_count(1)
 
         composer = page.locator("#composer-input")
@@ -258,7 +169,9 @@ class ChatPageTests(BrowserTestCase):
         composer.press("Enter")
         expect(composer).to_have_value("")
         # The form would redirect back to this same page: only the frame tells the paths apart.
-        self._wait_until(lambda: [f for f in sent_frames if is_send_frame(f)], "Enter sent no socket frame")
+        self.wait_until(
+            lambda: [f for f in sent_frames if is_send_frame(f)], what="Enter to send a socket frame"
+        )
         users = page.locator("article.message-user")
         expect(users).to_have_count(2)
         expect(users.last.locator(".message-body")).to_have_text("Say hello.\nAnswer in one short sentence.")
@@ -308,9 +221,9 @@ class LongReplyTests(BrowserTestCase):
         # The page is rendered from the database: wait for the first periodic save
         # (CHAT_SAVE_INTERVAL_MS) of the reply, which comes while it streams.
         reply_id = int(last_reply(page).get_attribute("data-message-id"))
-        self._wait_until(
+        self.wait_until(
             lambda: Message.objects.filter(pk=reply_id).exclude(content="").exists(),
-            "the streaming reply was never saved",
+            what="the first save of the streaming reply",
         )
 
         first_paint = reload_and_read_first_paint(page)

@@ -3,22 +3,11 @@
 import pytest
 
 from accounts.models import Consent, ConsentPurpose, User
-from tests.browser.test_chat_browser import BrowserTestCase, screenshot
 from tests.conftest import PASSWORD
 
+from .base import BrowserTestCase, screenshot, sign_up
+
 pytestmark = pytest.mark.browser
-
-
-def sign_up(page, base_url, email, *, analytics):
-    page.goto(f"{base_url}/accounts/signup/")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password1]", PASSWORD)
-    page.fill("input[name=password2]", PASSWORD)
-    page.check("input[name=minimum_age]")
-    if analytics:
-        page.check("input[name=analytics]")
-    page.click("form[action='/accounts/signup/'] button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
 
 
 class ConsentAndPolicyTests(BrowserTestCase):

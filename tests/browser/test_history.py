@@ -6,7 +6,8 @@ from django.test import override_settings
 from accounts.models import User
 from chat.models import Conversation, Message, MessageStatus, Role
 from models_hub.services import bundled_model_register
-from tests.browser.test_chat_browser import SHORT_MAX_TOKENS, BrowserTestCase, sign_up
+
+from .base import SHORT_MAX_TOKENS, BrowserTestCase, sign_up
 
 pytestmark = pytest.mark.browser
 

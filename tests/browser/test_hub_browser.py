@@ -19,7 +19,7 @@ from models_hub.bundled import bundled_model_path
 from models_hub.models import LocalModel
 from tests.servers import HubServer
 
-from .test_chat_browser import REPLY_TIMEOUT_MS, BrowserTestCase, screenshot, send_from_home, sign_up
+from .base import REPLY_TIMEOUT_MS, BrowserTestCase, last_reply, screenshot, send_from_home, sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -38,23 +38,26 @@ READ_PROGRESS_JS = """
 """
 
 
-def sample_progress(page, slug: str, every_ms: int = 150, limit: int = 400) -> list[dict]:
-    """Readings of the download until it ends; the page reloads itself when it does."""
-    samples = []
-    for _ in range(limit):
-        try:
-            reading = page.evaluate(READ_PROGRESS_JS, slug)
-        except PlaywrightError:  # the page is reloading
-            reading = None
-        if reading:
-            samples.append(reading)
-            if reading["status"] not in ("queued", "downloading", "verifying"):
-                break
-        page.wait_for_timeout(every_ms)
-    return samples
-
-
 class HubBrowserTests(BrowserTestCase):
+    def sample_progress(self, slug: str) -> list[dict]:
+        """Readings of the download until it ends; the page reloads itself when it does."""
+        samples = []
+
+        def ended() -> bool:
+            reading = self.page.evaluate(READ_PROGRESS_JS, slug)
+            if reading:
+                samples.append(reading)
+            return bool(reading) and reading["status"] not in ("queued", "downloading", "verifying")
+
+        self.wait_until(
+            ended,
+            what=f"the page to show the download of {slug} ended",
+            timeout=90,
+            every=0.15,
+            ignoring=(PlaywrightError,),  # the page is reloading
+        )
+        return samples
+
     @classmethod
     def setUpClass(cls):
         cls.hub = HubServer(rate=RATE)
@@ -92,7 +95,7 @@ class HubBrowserTests(BrowserTestCase):
         page.click("button[aria-label='Install SmolLM2 360M Instruct']")
         row = page.locator(f"#installed [data-slug='{SLUG}']")
         expect(row).to_be_visible()
-        samples = sample_progress(page, SLUG)
+        samples = self.sample_progress(SLUG)
         downloading = [s for s in samples if s["status"] == "downloading" and s["value"]]
         assert len(downloading) >= 5, f"too few progress samples: {samples}"
         values = [s["value"] for s in downloading]
@@ -110,7 +113,7 @@ class HubBrowserTests(BrowserTestCase):
         page.click(".brand")
         page.select_option("#model-select", model.model_id)
         send_from_home(page, "Name three colours.")
-        reply = page.locator("article.message-assistant").last
+        reply = last_reply(page)
         expect(reply).to_have_class(re.compile(r"\bstatus-done\b"), timeout=REPLY_TIMEOUT_MS)
         saved = Message.objects.get(pk=int(reply.get_attribute("data-message-id")))
         assert saved.status == MessageStatus.DONE and saved.content.strip()

@@ -4,7 +4,10 @@ import pytest
 from django.test import override_settings
 
 from chat.models import CloudModel, Message
-from tests.browser.test_chat_browser import (
+from tests.chat.conftest import make_cloud_provider
+from tests.servers import MisbehavingProvider
+
+from .base import (
     REPLY_TIMEOUT_MS,
     SHORT_MAX_TOKENS,
     BrowserTestCase,
@@ -13,8 +16,6 @@ from tests.browser.test_chat_browser import (
     send_from_home,
     sign_up,
 )
-from tests.chat.conftest import make_cloud_provider
-from tests.servers import MisbehavingProvider
 
 pytestmark = pytest.mark.browser
 

@@ -16,9 +16,10 @@ from playwright.sync_api import Dialog, expect
 from accounts.models import User
 from chat.models import Conversation, Message, Role, Upload
 from chat.services import upload_save
+from tests.conftest import PASSWORD
 from tests.files import uploaded
 
-from .test_chat_browser import PASSWORD, BrowserTestCase, screenshot, sign_up
+from .base import BrowserTestCase, screenshot, sign_up
 
 pytestmark = pytest.mark.browser
 

@@ -7,7 +7,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from chat import selectors, services
+from chat.events import message_payload
 from chat.models import Conversation, Message, MessageStatus, Persona, Role
+from chat.providers import model_resolve, provider_for
+from chat.services.prompt import TURN_OVERHEAD_TOKENS
 from localai_site.core.refusals import Refusal
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -127,10 +130,10 @@ def test_a_persona_gives_the_conversation_its_system_prompt_and_temperature(user
     )
     conversation = services.conversation_create(owner=user, persona_id=persona.pk, remember_persona=True)
     _, reply = services.message_send(conversation=conversation, content="Hello")
-    provider = services.provider_for(services.model_resolve(reply.model))
-    turns, omitted = services._prompt_for(reply, provider, 4096, 64)
-    assert turns[0].role == "system" and turns[0].content == "Talk like a pirate."
-    assert omitted == 0
+    provider = provider_for(model_resolve(reply.model))
+    prompt = services.prompt_build(reply=reply, provider=provider, context_length=4096, max_tokens=64)
+    assert prompt.turns[0].role == "system" and prompt.turns[0].content == "Talk like a pirate."
+    assert prompt.omitted == 0
     user.refresh_from_db()
     assert user.default_persona == persona, "the persona picked is remembered for the next chat"
 
@@ -174,6 +177,47 @@ def test_people_manage_their_own_personas_in_the_browser(client, user, other_use
     assert Persona.objects.filter(pk=persona.pk).exists()
 
 
+def test_deleting_a_persona_leaves_the_conversations_that_used_it(client, user, local_model):
+    persona = Persona.objects.create(owner=user, name="Pirate", system_prompt="Talk like a pirate.")
+    conversation = services.conversation_create(owner=user, persona_id=persona.pk, remember_persona=True)
+    client.force_login(user)
+    assert client.post(reverse("chat:persona_delete", args=[persona.pk])).status_code == 302
+    assert not Persona.objects.filter(pk=persona.pk).exists()
+    conversation.refresh_from_db()
+    user.refresh_from_db()
+    assert conversation.persona is None and user.default_persona is None
+
+
+def test_the_personas_page_lists_the_personas_a_signed_in_person_can_use(client, user):
+    Persona.objects.create(owner=user, name="Ship's cook", system_prompt="Talk like a cook.")
+    client.force_login(user)
+    response = client.get(reverse("chat:personas"))
+    assert response.status_code == 200
+    assert "Ship&#x27;s cook" in response.content.decode()
+
+
+def test_a_reply_is_shown_the_same_on_the_page_and_over_the_socket(client, user, conversation):
+    reply = Message.objects.create(
+        conversation=conversation,
+        role=Role.ASSISTANT,
+        model=conversation.model,
+        content="**Hi** <b>there</b>",
+        status=MessageStatus.DONE,
+        completion_tokens=12,
+        ttft_ms=200,
+        duration_ms=1200,
+        omitted_turns=1,
+    )
+    client.force_login(user)
+    page = client.get(reverse("chat:conversation", args=[conversation.pk])).content.decode()
+    payload = message_payload(reply)
+    assert payload["bubble"] in page, "a bubble the socket adds is the one the page renders"
+    assert payload["display"]["stats"] == "12 tokens · 12.0 tok/s · first token 200 ms"
+    assert payload["display"]["context"] == "1 earlier message left out to fit the model's context"
+    assert "<strong>Hi</strong>" in page and "&lt;b&gt;there&lt;/b&gt;" in page
+    assert "<b>" not in payload["bubble"], "model output is never raw HTML"
+
+
 def test_the_model_picked_last_is_remembered(user, local_model, conversation):
     services.message_send(conversation=conversation, content="Hi", model_id=local_model.model_id)
     user.refresh_from_db()
@@ -184,13 +228,15 @@ def test_old_turns_are_left_out_to_fit_the_context_and_the_newest_always_stays(c
     for i in range(30):
         _exchange(conversation, f"Question {i}: " + "words " * 60, f"Answer {i}: " + "words " * 60)
     _, reply = services.message_send(conversation=conversation, content="The newest question")
-    provider = services.provider_for(services.model_resolve(reply.model))
-    turns, omitted = services._prompt_for(reply, provider, context_length=1024, max_tokens=256)
-    assert omitted > 0
-    assert turns[-1].content == "The newest question"
-    used = sum(provider.token_counts([t.content for t in turns])) + services.TURN_OVERHEAD_TOKENS * len(turns)
+    provider = provider_for(model_resolve(reply.model))
+    prompt = services.prompt_build(reply=reply, provider=provider, context_length=1024, max_tokens=256)
+    assert prompt.omitted > 0
+    assert prompt.turns[-1].content == "The newest question"
+    used = sum(provider.token_counts([t.content for t in prompt.turns])) + TURN_OVERHEAD_TOKENS * len(
+        prompt.turns
+    )
     assert used <= 1024 - 256
-    assert len(turns) + omitted == 61
+    assert len(prompt.turns) + prompt.omitted == 61
 
 
 def test_a_trimmed_reply_says_how_many_messages_were_left_out(conversation, settings):

@@ -1,5 +1,4 @@
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -7,8 +6,10 @@ from django.utils import timezone
 
 from chat import live, selectors, services
 from chat.models import Message, MessageStatus, Role
+from chat.services.replies import TITLE_CHARS
 from localai_site.core.refusals import Refusal
 from models_hub import runtime
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -33,7 +34,7 @@ def test_send_saves_the_message_and_a_queued_reply_and_starts_it_after_commit(
 def test_long_first_message_makes_a_short_title(conversation):
     _send(conversation, "word " * 100)
     conversation.refresh_from_db()
-    assert len(conversation.title) <= services.TITLE_CHARS and conversation.title.endswith("…")
+    assert len(conversation.title) <= TITLE_CHARS and conversation.title.endswith("…")
 
 
 @pytest.mark.parametrize("content", ["", "   \n ", None, 42])
@@ -86,7 +87,7 @@ def test_history_is_sent_to_the_model_in_order_without_failed_replies(conversati
     first_user, first_reply = _send(conversation, "My name is Ann.")
     Message.objects.filter(pk=first_reply.pk).update(status=MessageStatus.FAILED, content="partial")
     second_user, second_reply = _send(conversation, "What is my name?")
-    turns = services._history(second_reply)
+    turns = services.history_of(reply=second_reply)
     assert [(t.role, t.content) for t in turns] == [("user", "My name is Ann."), ("user", "What is my name?")]
 
 
@@ -113,9 +114,7 @@ def test_stop_while_streaming_keeps_the_text_so_far(conversation, settings):
     )
     worker = threading.Thread(target=services.reply_generate, kwargs={"message_id": reply.pk})
     worker.start()
-    deadline = time.monotonic() + 60
-    while not live.live_texts_get([reply.pk]) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: live.live_texts_get([reply.pk]), timeout=60, what="the first words", every=0.02)
     services.reply_stop(conversation=conversation)
     worker.join(timeout=60)
     reply.refresh_from_db()

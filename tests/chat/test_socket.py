@@ -222,5 +222,5 @@ async def test_finished_replies_carry_sanitised_html(conversation, cookie):
     socket = await _open(conversation, cookie)
     await socket.send({"type": "send", "content": "Say hi"})
     final = await socket.reply_finished()
-    assert final["html"].startswith("<") and final["content"]
+    assert final["display"]["html"].startswith("<") and final["content"]
     await socket.close()

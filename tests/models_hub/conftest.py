@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import fcntl
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -43,30 +42,28 @@ def admin(make_user):
     return make_user("admin@example.com", is_staff=True, is_superuser=True)
 
 
-def wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    return wait_until(predicate, timeout=timeout, what=what, every=0.02)
-
-
 def settled(model: LocalModel, timeout: float = 120) -> LocalModel:
     """The model once its download has finished, failed or been cancelled."""
-    return wait_for(
-        lambda: (m := fresh(model)).status not in DOWNLOAD_ACTIVE and m, timeout, f"{model.slug} to settle"
+    return wait_until(
+        lambda: (m := fresh(model)).status not in DOWNLOAD_ACTIVE and m,
+        timeout=timeout,
+        what=f"{model.slug} to settle",
+        every=0.02,
     )
 
 
 def wait_until_unlocked(path: Path, timeout: float = 10) -> None:
     """Until no download task holds ``path`` (they lock the partial file they write)."""
     with open(path, "rb") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{path} is still being written") from None
-                time.sleep(0.02)
+
+        def unlocked() -> bool:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return True
+
+        wait_until(
+            unlocked, timeout=timeout, what=f"no task to hold {path}", every=0.02, ignoring=(BlockingIOError,)
+        )
 
 
 def files_in(folder: Path) -> list[str]:

@@ -13,8 +13,9 @@ from models_hub import services
 from models_hub.bundled import bundled_model_path
 from models_hub.models import HubSettings, LocalModelStatus
 from models_hub.selectors import local_models_ready
+from tests.waiting import wait_until
 
-from .conftest import FILE, REPO, files_in, fresh, settled, wait_for, wait_until_unlocked
+from .conftest import FILE, REPO, files_in, fresh, settled, wait_until_unlocked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,7 +87,7 @@ def test_a_download_that_keeps_dropping_fails_and_resumes_later_from_its_partial
 def test_cancel_stops_the_download_and_resume_continues_it(hub, admin, settings):
     hub.rate = 20 * MB  # about five seconds for the whole file
     model = services.model_add_from_hub(repo=REPO, file=FILE, requested_by=admin)
-    wait_for(lambda: fresh(model).downloaded_bytes > 5 * MB, what="some progress")
+    wait_until(lambda: fresh(model).downloaded_bytes > 5 * MB, timeout=60, what="some progress", every=0.02)
 
     assert services.model_download_cancel(model=model)
     partial = settings.MODELS_DIR / model.slug / (FILE + ".partial")

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -12,8 +11,10 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.waiting import wait_until_started
 
-def _database_url() -> str:
+
+def child_database_url() -> str:
     """The test database, as a URL another process can open."""
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
@@ -57,15 +58,16 @@ class WorkerProcess(LoggedProcess):
                 "--loglevel",
                 "info",
             ],
-            env={**os.environ, "DATABASE_URL": _database_url(), **env},
+            env={**os.environ, "DATABASE_URL": child_database_url(), **env},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
-        while b" ready." not in log_path.read_bytes():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not start:\n{log_path.read_text()}")
-            time.sleep(0.1)
+        wait_until_started(
+            self.proc,
+            lambda: b" ready." in log_path.read_bytes(),
+            what="the worker to be ready",
+            log=log_path,
+        )
 
 
 @pytest.fixture

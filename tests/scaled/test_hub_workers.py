@@ -15,8 +15,9 @@ from models_hub.models import LocalModelStatus
 from models_hub.workers import workers_list
 from tests.chat.socket_client import open_socket, session_cookie_for
 from tests.conftest import PASSWORD
-from tests.models_hub.conftest import fresh, settled, wait_for
+from tests.models_hub.conftest import fresh, settled
 from tests.servers import HubServer
+from tests.waiting import wait_until, wait_until_async
 
 from .conftest import WorkerProcess
 
@@ -50,10 +51,10 @@ async def test_replies_go_to_the_worker_that_already_holds_the_model(two_local_w
     assert first["status"] == "done", first["error"]
 
     # The worker that answered says so in its heartbeat, at once.
-    holders = await database_sync_to_async(wait_for)(
+    holders = await wait_until_async(
         lambda: [w for w in workers_list() if w.holds(conversation.model.partition(":")[2]) and not w.busy],
-        20,
-        "a heartbeat listing the loaded model",
+        timeout=20,
+        what="a heartbeat listing the loaded model",
     )
     assert len(holders) == 1
     holder = next(p for p in two_local_workers if p.proc.pid == holders[0].pid)
@@ -70,7 +71,7 @@ def test_the_hub_page_shows_each_worker_and_what_it_holds(two_local_workers, loc
     admin = make_user("admin@example.com", is_staff=True, is_superuser=True)
     client.login(email=admin.email, password=PASSWORD)
     pids = {p.proc.pid for p in two_local_workers}
-    wait_for(lambda: {w.pid for w in workers_list()} >= pids, 20, "both heartbeats")
+    wait_until(lambda: {w.pid for w in workers_list()} >= pids, timeout=20, what="both heartbeats")
     html = client.get("/hub/").content.decode()
     for pid in pids:
         assert f":{pid}</code>" in html
@@ -96,13 +97,15 @@ def test_a_download_whose_worker_is_killed_fails_and_resumes_on_another(
     downloader = WorkerProcess(tmp_path / "downloads-1.log", queues="downloads", **env)
     try:
         model = services.model_add_from_hub(repo="test-org/model-GGUF", file="model.gguf", requested_by=admin)
-        wait_for(lambda: fresh(model).downloaded_bytes > 20 * MB, 60, "the worker to download some")
+        wait_until(
+            lambda: fresh(model).downloaded_bytes > 20 * MB, timeout=60, what="the worker to download 20 MB"
+        )
         downloader.kill()
     finally:
         downloader.stop()
 
     settings.HUB_STALE_AFTER_S = 1
-    wait_for(lambda: services.downloads_fail_stale(), 10, "the download to be seen as stopped")
+    wait_until(services.downloads_fail_stale, timeout=10, what="the download to be seen as stopped")
     model = fresh(model)
     assert model.status == LocalModelStatus.FAILED and "worker went away" in model.error
     kept = (tmp_path / "models" / model.slug / "model.gguf.partial").stat().st_size

@@ -28,10 +28,11 @@ from websockets.sync.client import connect as websocket_connect
 
 from accounts.models import User
 from chat.models import ACTIVE_STATUSES, Message, MessageStatus, Role
-from chat.services import QUEUE_UNREACHABLE
+from chat.services.replies import QUEUE_UNREACHABLE
 from tests.conftest import PASSWORD
-from tests.scaled.conftest import LoggedProcess, WorkerProcess, _database_url
+from tests.scaled.conftest import LoggedProcess, WorkerProcess, child_database_url
 from tests.servers import free_port
+from tests.waiting import wait_until, wait_until_started
 
 pytestmark = [pytest.mark.scaled, pytest.mark.django_db(transaction=True)]
 
@@ -58,15 +59,14 @@ class RedisServer:
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start:\n{self.log_path.read_text()}") from None
-                time.sleep(0.05)
+        wait_until_started(
+            self.proc,
+            client.ping,
+            what="redis-server to answer a ping",
+            timeout=20,
+            log=self.log_path,
+            ignoring=(redis.ConnectionError,),
+        )
 
     def kill(self) -> None:
         """Gone at once, the way a crashed or stopped container goes."""
@@ -89,15 +89,16 @@ class WebProcess(LoggedProcess):
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [LOCALAI, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-migrate"],
-            env={**os.environ, "DATABASE_URL": _database_url(), **env},
+            env={**os.environ, "DATABASE_URL": child_database_url(), **env},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
-        while Browser(self.url).get("/healthz")[0] != 200:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the web process did not start:\n{log_path.read_text()}")
-            time.sleep(0.2)
+        wait_until_started(
+            self.proc,
+            lambda: Browser(self.url).get("/healthz")[0] == 200,
+            what="the web process to answer /healthz",
+            log=log_path,
+        )
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -177,15 +178,8 @@ class LiveSocket:
         self.ws.close()
 
 
-def _wait_for(condition, timeout: float, what: str, logs: list[Path]):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{what} within {timeout}s\n" + "\n".join(p.read_text()[-4000:] for p in logs)
-            )
-        time.sleep(0.2)
-    return result
+def log_tails(logs: list[Path]) -> str:
+    return "\n".join(p.read_text(errors="replace")[-4000:] for p in logs)
 
 
 @pytest.fixture
@@ -237,11 +231,12 @@ def test_redis_stopped_and_started_again_gives_clear_errors_and_loses_nothing(de
     assert Message.objects.get(pk=first_id).stop_requested_at is not None
 
     # The worker went on writing and saving to the database; nothing shown was lost.
-    first = _wait_for(
+    first = wait_until(
         lambda: Message.objects.filter(pk=first_id).exclude(status__in=ACTIVE_STATUSES).first(),
-        180,
-        "the first reply finished",
-        logs,
+        timeout=180,
+        every=0.2,
+        what="the first reply to finish",
+        details=lambda: log_tails(logs),
     )
     assert first.status in {MessageStatus.DONE, MessageStatus.STOPPED}, first.error
     assert first.content.startswith(shown_before) and len(first.content) > len(shown_before)
@@ -279,7 +274,13 @@ def test_redis_stopped_and_started_again_gives_clear_errors_and_loses_nothing(de
     # Redis back on the same port: the worker takes replies again, and the open socket
     # gets them live.
     redis_server.start()
-    _wait_for(lambda: Browser(web.url).get("/readyz")[0] == 200, 90, "ready again", logs)
+    wait_until(
+        lambda: Browser(web.url).get("/readyz")[0] == 200,
+        timeout=90,
+        every=0.2,
+        what="/readyz to answer 200 again",
+        details=lambda: log_tails(logs),
+    )
     socket.send({"type": "send", "content": "Name three rivers."})
     final = socket.receive_until(
         lambda f: f["type"] == "message" and f["message"]["id"] > unqueued.pk

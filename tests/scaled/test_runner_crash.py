@@ -12,12 +12,12 @@ from channels.db import database_sync_to_async
 from chat.models import MessageStatus
 from models_hub.runner_protocol import RUNNER_MODULE
 from tests.chat.socket_client import ChatSocket, open_socket, session_cookie_for
-from tests.waiting import wait_until
+from tests.waiting import wait_until_async
 
 pytestmark = [pytest.mark.scaled, pytest.mark.django_db(transaction=True)]
 
 
-def runner_of(worker) -> psutil.Process:
+async def runner_of(worker) -> psutil.Process:
     """The worker's model runner (started with the worker's first local reply)."""
 
     def find():
@@ -26,7 +26,7 @@ def runner_of(worker) -> psutil.Process:
                 return child
         return None
 
-    return wait_until(find, timeout=60, what="the worker's model runner")
+    return await wait_until_async(find, timeout=60, what="the worker's model runner")
 
 
 @pytest.mark.asyncio
@@ -39,7 +39,7 @@ async def test_a_worker_whose_runner_dies_fails_that_reply_and_answers_the_next(
     )
     await socket.send({"type": "send", "content": "Write a very long story about a dragon."})
     await socket.receive_until(lambda f: f["type"] == "delta" and f["offset"] > 0, timeout=90)
-    runner = await database_sync_to_async(runner_of)(worker)
+    runner = await runner_of(worker)
     os.kill(runner.pid, sig)
     failed = await socket.reply_finished(timeout=5)
     assert failed["status"] == MessageStatus.FAILED
@@ -50,6 +50,6 @@ async def test_a_worker_whose_runner_dies_fails_that_reply_and_answers_the_next(
     await socket.send({"type": "send", "content": "Say hello."})
     answered = await socket.reply_finished(timeout=90)
     assert answered["status"] == MessageStatus.DONE and answered["content"].strip()
-    new_runner = await database_sync_to_async(runner_of)(worker)
+    new_runner = await runner_of(worker)
     assert new_runner.pid != runner.pid
     await socket.close()

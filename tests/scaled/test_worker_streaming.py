@@ -1,12 +1,16 @@
 """The scaled path for real: Redis channel layer and broker, a separate worker process."""
 
-import time
+import asyncio
+from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
 
 from chat.models import Message, MessageStatus
 from tests.chat.socket_client import ChatSocket, open_socket, session_cookie_for
+from tests.waiting import wait_until_async
+
+from .conftest import WorkerProcess
 
 pytestmark = [pytest.mark.scaled, pytest.mark.django_db(transaction=True)]
 
@@ -52,14 +56,14 @@ async def test_a_killed_worker_leaves_a_failed_reply_with_its_partial_text(
     delta = await socket.receive_until(lambda f: f["type"] == "delta" and f["offset"] > 0)
     reply_id = delta["id"]
     # Wait for at least one periodic save, then kill the worker without warning.
-    saved = await database_sync_to_async(Message.objects.get)(pk=reply_id)
-    deadline = time.monotonic() + 20
-    while not saved.content and time.monotonic() < deadline:
-        time.sleep(0.05)
-        await database_sync_to_async(saved.refresh_from_db)()
+    saved = await wait_until_async(
+        lambda: Message.objects.filter(pk=reply_id).exclude(content="").first(),
+        timeout=20,
+        what="the first periodic save of the reply",
+    )
     worker.kill()
     await socket.close()
-    time.sleep(settings.CHAT_STALE_AFTER_S + 1)
+    await asyncio.sleep(settings.CHAT_STALE_AFTER_S + 1)  # long enough for the reply to look abandoned
 
     # Opening the conversation again finds the reply abandoned and says so.
     reopened = await _open(conversation, user)
@@ -73,8 +77,6 @@ async def test_a_killed_worker_leaves_a_failed_reply_with_its_partial_text(
 
 
 def test_readyz_needs_a_live_local_worker(transactional_db, local_model, tmp_path, client):
-    from tests.scaled.conftest import WorkerProcess
-
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["workers"]["local"] == 0 and response.json()["redis"] == "ok"
@@ -91,10 +93,7 @@ def test_readyz_needs_a_live_local_worker(transactional_db, local_model, tmp_pat
 async def test_a_local_reply_in_scaled_mode_connects_only_to_loopback(
     transactional_db, local_model, conversation, user, tmp_path
 ):
-    from pathlib import Path
-
-    from tests.netaudit import connections_recorded, outside_loopback
-    from tests.scaled.conftest import WorkerProcess
+    from tests.netaudit import connections_recorded, outside_loopback  # its import adds an audit hook
 
     log = tmp_path / "connections.log"
     audit = str(Path(__file__).resolve().parent.parent / "netaudit")

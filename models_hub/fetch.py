@@ -1,4 +1,6 @@
 """Fetching a file from a Hugging Face–style hub: resumable, hashed while it is written.
+The HTTP client only: the download's states, progress and install are the downloads
+service's (``models_hub/services/downloads.py``).
 
 The hub answers ``HEAD /<repo>/resolve/<revision>/<file>`` with the file's metadata: a
 redirect to its storage whose ``X-Linked-Etag`` is the sha256 of the content and whose

@@ -1,0 +1,77 @@
+"""How a message is shown: the words under a reply and the HTML of a finished one.
+
+The one owner of those decisions. ``templates/chat/message.html`` renders from it and the
+socket's message payload carries it (``chat/events.py``); ``static/chat/chat.js`` only puts
+its texts in place. Not the frames themselves (``events``) nor the live text (``live``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.utils.safestring import SafeString, mark_safe
+
+from localai_site.core.markdown import markdown_to_html
+
+from .models import Message, MessageStatus, Provider, Role
+
+_STATUS_WORDS = {
+    MessageStatus.QUEUED: "Waiting for the model…",
+    MessageStatus.STREAMING: "Writing…",
+    MessageStatus.STOPPED: "Stopped",
+}
+
+
+@dataclass(frozen=True)
+class MessageDisplay:
+    status: str
+    model: str
+    stats: str
+    context: str
+    # Sanitised HTML of a finished reply; None while it streams and for the person's own words.
+    html: SafeString | None
+
+
+def recipient_label(provider: str) -> str:
+    """Who received the words, as a person reads it."""
+    return "this instance" if provider == Provider.LOCAL else provider
+
+
+def _model_name(model_id: str) -> str:
+    """``local:smollm2-135m-instruct`` → ``smollm2-135m-instruct``; cloud ids keep the model part."""
+    return model_id.split(":", 1)[-1].split("/", 1)[-1]
+
+
+def _status_words(message: Message) -> str:
+    if message.status == MessageStatus.FAILED:
+        return message.error or "Failed"
+    return _STATUS_WORDS.get(message.status, "")
+
+
+def _stats(message: Message) -> str:
+    parts = []
+    if message.completion_tokens:
+        parts.append(f"{message.completion_tokens} tokens")
+    if message.tokens_per_second:
+        parts.append(f"{message.tokens_per_second} tok/s")
+    if message.ttft_ms is not None:
+        parts.append(f"first token {message.ttft_ms} ms")
+    return " · ".join(parts)
+
+
+def _context(message: Message) -> str:
+    n = message.omitted_turns
+    if not n:
+        return ""
+    return f"{n} earlier message{'' if n == 1 else 's'} left out to fit the model's context"
+
+
+def message_display(message: Message) -> MessageDisplay:
+    finished_reply = message.role == Role.ASSISTANT and not message.is_active and message.content
+    return MessageDisplay(
+        status=_status_words(message),
+        model=f"{_model_name(message.model)} · {recipient_label(message.provider)}",
+        stats=_stats(message),
+        context=_context(message),
+        html=mark_safe(markdown_to_html(message.content)) if finished_reply else None,  # noqa: S308 - sanitised by nh3
+    )

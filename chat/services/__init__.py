@@ -1,0 +1,47 @@
+"""Everything that changes chat data, one module per concern; views, consumers, tasks,
+the admin and tests call it as ``services.<thing>_<action>``.
+
+Dependencies among the modules point one way (an import-linter contract keeps it so):
+``conversations`` (with ``personas``) and ``generation`` (with ``prompt``) use ``replies``;
+``replies`` and ``uploads`` use ``choice``; ``choice``, ``prompt``, ``personas`` and
+``cloud`` use none of the others.
+"""
+
+from .choice import cloud_allowed
+from .cloud import cloud_models_discover, cloud_provider_save
+from .conversations import (
+    conversation_create,
+    conversation_delete,
+    conversation_pin,
+    conversation_rename,
+    conversations_clear,
+)
+from .generation import reply_generate
+from .personas import persona_delete, persona_save
+from .prompt import Prompt, history_of, prompt_build
+from .replies import message_edit, message_send, replies_fail_stale, reply_regenerate, reply_stop
+from .uploads import upload_delete, upload_save
+
+__all__ = [
+    "Prompt",
+    "cloud_allowed",
+    "cloud_models_discover",
+    "cloud_provider_save",
+    "conversation_create",
+    "conversation_delete",
+    "conversation_pin",
+    "conversation_rename",
+    "conversations_clear",
+    "history_of",
+    "message_edit",
+    "message_send",
+    "persona_delete",
+    "persona_save",
+    "prompt_build",
+    "replies_fail_stale",
+    "reply_generate",
+    "reply_regenerate",
+    "reply_stop",
+    "upload_delete",
+    "upload_save",
+]

@@ -1,0 +1,109 @@
+"""Writing a reply: the worker's side, from queued to done, stopped or failed."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.analytics import usage_record
+from accounts.models import UsageEventName
+from chat import live
+from chat.models import Message, MessageStatus
+from chat.providers import GenerationParams, provider_for
+from chat.streaming import ReplyHeartbeat, ReplyWriter
+from localai_site.core.realtime import publisher
+from localai_site.core.refusals import Refusal
+
+from .choice import model_choose
+from .prompt import prompt_build
+from .replies import message_publish
+
+logger = logging.getLogger(__name__)
+
+# Written with the final status, in one compare-and-set.
+_FINAL_FIELDS = (
+    "content",
+    "error",
+    "ttft_ms",
+    "duration_ms",
+    "finished_at",
+    "prompt_tokens",
+    "completion_tokens",
+    "omitted_turns",
+)
+
+
+def reply_generate(*, message_id: int) -> None:
+    """Write the reply ``message_id`` with its model, streaming it to every open socket."""
+    now = timezone.now()
+    if not Message.objects.transition(
+        message_id, to=MessageStatus.STREAMING, source=MessageStatus.QUEUED, started_at=now, heartbeat_at=now
+    ):
+        return  # stopped before a worker got to it, or already taken
+    reply = Message.objects.select_related("conversation__persona", "conversation__owner").get(pk=message_id)
+    message_publish(reply)
+    writer = ReplyWriter(message=reply, group=reply.conversation.group_name)
+    usage = None
+    try:
+        with ReplyHeartbeat(message_id=reply.pk, cancel=writer.cancel):
+            choice = model_choose(user=reply.conversation.owner, model_id=reply.model)
+            provider = provider_for(choice)
+            persona = reply.conversation.persona
+            temperature = persona.temperature if persona and persona.temperature is not None else None
+            params = GenerationParams(
+                max_tokens=settings.CHAT_MAX_TOKENS,
+                temperature=settings.CHAT_TEMPERATURE if temperature is None else temperature,
+            )
+            prompt = prompt_build(
+                reply=reply,
+                provider=provider,
+                context_length=choice.context_length,
+                max_tokens=params.max_tokens,
+            )
+            reply.omitted_turns = prompt.omitted
+            for delta in provider.stream(prompt.turns, params, writer.cancel):
+                if delta.text:
+                    writer.add(delta.text)
+                if delta.completion_tokens is not None:
+                    usage = delta
+            writer.flush()
+        status = MessageStatus.STOPPED if writer.cancel.is_set() else MessageStatus.DONE
+        error = ""
+    except Refusal as exc:
+        status, error = MessageStatus.FAILED, exc.message
+    except Exception:
+        logger.exception("Generating reply %s failed", message_id)
+        status, error = MessageStatus.FAILED, "The model failed while writing this reply."
+    reply.content = writer.text
+    reply.status = status
+    reply.error = error[:500]
+    reply.ttft_ms = writer.ttft_ms
+    reply.duration_ms = writer.elapsed_ms()
+    reply.finished_at = timezone.now()
+    if usage is not None:
+        reply.prompt_tokens = usage.prompt_tokens
+        reply.completion_tokens = usage.completion_tokens
+    # Only while it is still ours: a reply failed as stale, or removed by a regenerate,
+    # while this worker was slow stays as it is now.
+    written = Message.objects.transition(
+        reply.pk,
+        to=status,
+        source=MessageStatus.STREAMING,
+        **{name: getattr(reply, name) for name in _FINAL_FIELDS},
+    )
+    live.live_state_clear(reply.pk)
+    if not written:
+        logger.info("Reply %s was failed or removed meanwhile; its late result is dropped", reply.pk)
+        return
+    message_publish(reply)
+    publisher.flush()
+    if status != MessageStatus.FAILED:
+        usage_record(
+            user=reply.conversation.owner,
+            name=UsageEventName.REPLY_FINISHED,
+            model=reply.model,
+            provider=reply.provider,
+            duration_ms=reply.duration_ms,
+        )
