@@ -15,7 +15,12 @@ import re
 import threading
 import traceback
 from functools import cache
+from importlib.metadata import version
 from types import TracebackType
+
+from django.apps import apps
+from django.conf import settings
+from django.db import connection, connections
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _SECRET_ASSIGNMENT = re.compile(
@@ -35,8 +40,6 @@ MAX_MESSAGE_CHARS = 2000
 
 @cache
 def _instance_secrets() -> tuple[str, ...]:
-    from django.conf import settings
-
     keys = [settings.SECRET_KEY, *settings.ENCRYPTION_KEYS]
     return tuple(key for key in keys if key and len(key) >= 8)
 
@@ -82,8 +85,8 @@ def fingerprint_of(exc_type: type[BaseException], frames: list[traceback.FrameSu
 
 
 def crash_report_save(*, record: logging.LogRecord) -> None:
-    from importlib.metadata import version
-
+    # Logging is configured (settings.LOGGING names this module's handler) before the app
+    # registry is ready, when models cannot be imported yet: they are, at the first report.
     from .models import CrashReport, CrashSource
 
     exc_type, exc, tb = record.exc_info
@@ -111,9 +114,6 @@ class CrashReportHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if not record.exc_info or record.exc_info[0] is None or getattr(self._busy, "active", False):
             return
-        from django.apps import apps
-        from django.db import connection
-
         # Not before the app registry is ready, and not inside a transaction that already
         # failed: the write would fail too and hide the original error.
         if not apps.ready or connection.needs_rollback:
@@ -128,8 +128,6 @@ class CrashReportHandler(logging.Handler):
             threading.Thread(target=self._save, args=(record, True), daemon=True).start()
 
     def _save(self, record: logging.LogRecord, own_thread: bool = False) -> None:
-        from django.db import connections
-
         self._busy.active = True
         try:
             crash_report_save(record=record)

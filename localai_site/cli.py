@@ -1,4 +1,7 @@
-"""The ``localai`` command: ``serve``, ``worker``, and every manage.py command."""
+"""The ``localai`` command: ``serve``, ``worker``, and every manage.py command.
+
+The apps are imported only once ``django.setup()`` has run: a command reads its settings
+(and can refuse a bad one) first."""
 
 from __future__ import annotations
 
