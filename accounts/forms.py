@@ -1,5 +1,8 @@
 from allauth.core import context
 from django import forms
+from django.db import transaction
+
+from localai_site.core.files import files_delete_after_commit
 
 from .models import User
 from .selectors import instance_settings_get
@@ -19,11 +22,22 @@ class ProfileForm(forms.ModelForm):
             "local_only": "Never send anything I write to a cloud provider, whatever model I pick.",
         }
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stored_avatar = self.instance.avatar  # the picture on file before this form
+
     def clean_avatar(self):
         avatar = self.cleaned_data.get("avatar")
         if avatar and getattr(avatar, "size", 0) > MAX_AVATAR_BYTES:
             raise forms.ValidationError("The picture is larger than 2 MB; please choose a smaller one.")
         return avatar
+
+    @transaction.atomic
+    def save(self, commit: bool = True) -> User:
+        # A replaced or cleared picture leaves storage with the row that named it.
+        if commit and self.instance.avatar.name != self.stored_avatar.name:
+            files_delete_after_commit([self.stored_avatar])
+        return super().save(commit)
 
 
 class AccountDeleteForm(forms.Form):

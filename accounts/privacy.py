@@ -61,9 +61,10 @@ register(
     PersonalData(
         LogEntry,
         owner="user",
-        purpose="What you changed in the admin.",
+        purpose="When you changed something in the admin, and how (added, changed, deleted).",
         category="admin_actions",
-        fields=("action_time", "object_repr", "change_message"),
+        # Not what it was about: an entry's text names other people and what they wrote.
+        fields=("action_time", "action_flag"),
     ),
     PersonalData(
         ExportArchive,
@@ -86,7 +87,14 @@ register(
         category="data_requests",
         fields=("kind", "regime", "received_at", "status", "completed_at"),
         erase=Erase.PSEUDONYMISE,
-        pseudonymise={"subject": None, "subject_email": "", "subject_reference": pseudonym},
+        # The free-text notes go too: they say how the person proved who they are.
+        pseudonymise={
+            "subject": None,
+            "subject_email": "",
+            "subject_reference": pseudonym,
+            "verification": "",
+            "extension_reason": "",
+        },
     ),
     PersonalData(
         DataSubjectRequest,

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.timesince import timeuntil
 
 from localai_site.core.files import files_delete_after_commit
 from localai_site.core.privacy import pseudonym, user_erase, user_export
@@ -103,8 +104,43 @@ def policy_publish(*, body: str, summary: str, significant: bool, published_by: 
 # --- Data-subject rights (export and erasure walk the registry: localai_site.core.privacy) ---
 
 
+# An export still queued or building after this long died with its worker: it no longer
+# stands in the way of a new one (the daily limit still counts it).
+EXPORT_GIVEN_UP_AFTER = timedelta(hours=1)
+EXPORT_LIMIT_WINDOW = timedelta(days=1)
+
+
+def _export_limits_check(*, user: User) -> None:
+    """One export of theirs in flight at a time, and ``EXPORTS_PER_DAY`` in 24 hours: each is
+    a ZIP of everything they have, built by a worker and kept for days."""
+    now = timezone.now()
+    exports = ExportArchive.objects.filter(user=user)
+    in_flight = exports.filter(
+        status__in=[ExportStatus.QUEUED, ExportStatus.BUILDING], created_at__gt=now - EXPORT_GIVEN_UP_AFTER
+    )
+    if in_flight.exists():
+        raise Refusal(
+            "export_in_progress", "Your download is still being prepared; ask again once it is ready."
+        )
+    recent = exports.filter(requested_by=None, created_at__gt=now - EXPORT_LIMIT_WINDOW)
+    per_day = settings.EXPORTS_PER_DAY
+    if recent.count() >= per_day:
+        oldest = recent.order_by("created_at").values_list("created_at", flat=True)[0]
+        raise Refusal(
+            "too_many_exports",
+            f"You can prepare {per_day} downloads a day; "
+            f"you can ask for another in {timeuntil(oldest + EXPORT_LIMIT_WINDOW, now)}.",
+        )
+
+
+@transaction.atomic
 def export_request(*, user: User, requested_by: User | None = None) -> ExportArchive:
-    """Start building an export in the background; it can be downloaded for 7 days."""
+    """Start building an export in the background; it can be downloaded for 7 days. People
+    asking for their own are limited; an admin answering a request (``requested_by``) is not."""
+    if requested_by is None:
+        # Locked: two tabs asking at once must not both pass the limits.
+        User.objects.select_for_update().get(pk=user.pk)
+        _export_limits_check(user=user)
     kept_for = timedelta(days=settings.RETENTION_DAYS["export_archives"])
     archive = ExportArchive.objects.create(
         user=user, requested_by=requested_by, expires_at=timezone.now() + kept_for
@@ -112,14 +148,16 @@ def export_request(*, user: User, requested_by: User | None = None) -> ExportArc
     if requested_by is None:
         usage_record(user=user, name=UsageEventName.EXPORT_REQUESTED)
 
-    transaction.on_commit(lambda: task_enqueue("accounts.build_export", archive.pk, queue=Queue.DEFAULT))
+    transaction.on_commit(lambda: task_enqueue("accounts.build_export", archive.pk, queue=Queue.EXPORTS))
     return archive
 
 
 def export_build(*, archive_id: int) -> None:
     archive = ExportArchive.objects.select_related("user").get(pk=archive_id)
-    ExportArchive.objects.filter(pk=archive.pk).update(status=ExportStatus.BUILDING)
-    target = Path(settings.MEDIA_ROOT) / "exports" / f"{archive.token}.zip"
+    name = f"exports/{archive.token}.zip"
+    # Named on the row from the start: erasure and retention delete a ZIP still being written.
+    ExportArchive.objects.filter(pk=archive.pk).update(status=ExportStatus.BUILDING, file=name)
+    target = Path(settings.MEDIA_ROOT) / name
     target.parent.mkdir(parents=True, exist_ok=True)
 
     def progress(percent: int) -> None:
@@ -129,14 +167,17 @@ def export_build(*, archive_id: int) -> None:
         user_export(user=archive.user, destination=target, progress=progress)
     except Exception as exc:
         target.unlink(missing_ok=True)
-        ExportArchive.objects.filter(pk=archive.pk).update(status=ExportStatus.FAILED, error=str(exc)[:300])
+        ExportArchive.objects.filter(pk=archive.pk).update(
+            status=ExportStatus.FAILED, file="", error=str(exc)[:300]
+        )
         raise
-    ExportArchive.objects.filter(pk=archive.pk).update(
-        status=ExportStatus.READY,
-        progress=100,
-        file=f"exports/{archive.token}.zip",
-        size_bytes=target.stat().st_size,
-    )
+    # The account may have been erased while this was written: its row is gone, and its file
+    # may be too (deleted from under the writer).
+    size = target.stat().st_size if target.exists() else 0
+    if not ExportArchive.objects.filter(pk=archive.pk).update(
+        status=ExportStatus.READY, progress=100, size_bytes=size
+    ):
+        target.unlink(missing_ok=True)
 
 
 def exports_purge(*, created_before: datetime) -> int:

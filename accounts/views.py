@@ -1,6 +1,8 @@
 from django.contrib import admin, messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -9,6 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from localai_site.core.privacy import panels_for, user_erase
+from localai_site.core.refusals import Refusal, refusal_message
 
 from . import selectors, services
 from .analytics import usage_summary
@@ -96,8 +99,12 @@ def policy_review(request):
 @login_required
 @require_POST
 def export_start(request):
-    services.export_request(user=request.user)
-    messages.success(request, "Your download is being prepared; this page shows when it is ready.")
+    try:
+        services.export_request(user=request.user)
+    except Refusal as refusal:
+        refusal_message(request, refusal)
+    else:
+        messages.success(request, "Your download is being prepared; this page shows when it is ready.")
     return redirect("accounts:privacy")
 
 
@@ -141,6 +148,17 @@ def export_admin_download(request, export_id):
         raise Http404("No such export, or it has expired.")
     return FileResponse(
         archive.file.open("rb"), as_attachment=True, filename=f"localai-export-{archive.pk}.zip"
+    )
+
+
+def admin_login(request):
+    """In place of the admin's own sign-in form, which checks passwords without any rate
+    limit: staff sign in at the site's sign-in page, one door with allauth's limits."""
+    if request.user.is_authenticated and not admin.site.has_permission(request):
+        # Signed in without admin rights: the sign-in page would only send them back here.
+        raise PermissionDenied("This account does not administer this instance.")
+    return redirect_to_login(
+        request.GET.get("next") or reverse("admin:index"), login_url=reverse("account_login")
     )
 
 

@@ -318,7 +318,10 @@ def main() -> None:
         sse_child(args.sse_child, args.tokens, args.rate)
         return
 
-    with bench_environment(args.database_url, REDIS_URL=REDIS_URL) as (data_dir, env):
+    # Every stream is the same person's: lift the per-person cap on active replies.
+    with bench_environment(
+        args.database_url, REDIS_URL=REDIS_URL, CHAT_MAX_ACTIVE_REPLIES=str(max(args.streams, 4))
+    ) as (data_dir, env):
         result = run(args, env, data_dir)
     report(result)
 

@@ -6,13 +6,14 @@ from localai_site.core.refusals import Refusal
 from localai_site.core.sockets import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, LiveConsumer
 
 from . import selectors, services
-from .events import error_event, message_event, sync_event
+from .events import message_event, sync_event
 from .frames import ClientFrame, EditFrame, RegenerateFrame, SendFrame, StopFrame, frame_parse
-from .models import Message, MessageStatus
+from .models import Conversation, Message, MessageStatus
 
 
 class ChatConsumer(LiveConsumer):
-    """One socket per open conversation page. Replies arrive through the group."""
+    """One socket per open conversation page. Replies arrive through the group; frames
+    reach ``receive`` through the base's guards (rate limit, session, error frames)."""
 
     conversation = None
 
@@ -31,13 +32,14 @@ class ChatConsumer(LiveConsumer):
         await database_sync_to_async(services.replies_fail_stale)(conversation=self.conversation)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        frame = frame_parse(
+            text_data if text_data is not None else bytes_data, conversation_id=str(self.conversation.pk)
+        )
         try:
-            frame = frame_parse(
-                text_data if text_data is not None else bytes_data, conversation_id=str(self.conversation.pk)
-            )
             await self._handle(frame)
-        except Refusal as exc:
-            await self.send_json(error_event(code=exc.code, error=exc.message))
+        except Conversation.DoesNotExist:  # deleted in another tab: nothing more can happen here
+            await self.refuse(Refusal("not_found", "This conversation was deleted."))
+            await self.close(code=CLOSE_NOT_FOUND)
 
     async def _handle(self, frame: ClientFrame) -> None:
         if isinstance(frame, SendFrame):
@@ -75,4 +77,4 @@ class ChatConsumer(LiveConsumer):
             return
         for message in messages:
             await self.send_json(message_event(message))
-        await self.send_json(error_event(code="queue_unreachable", error=reply.error))
+        await self.refuse(Refusal("queue_unreachable", reply.error))

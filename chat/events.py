@@ -1,7 +1,8 @@
 """The frames the server sends over the chat socket (see static/chat/chat.js).
 
 Offsets and lengths count UTF-16 code units, the way JavaScript strings do, so the
-browser can place a delta with ``text.length`` and emoji never shift the text.
+browser can place a delta with ``text.length`` and emoji never shift the text. Error
+frames are the base consumer's (``LiveConsumer.refuse`` in ``localai_site.core.sockets``).
 """
 
 from __future__ import annotations
@@ -57,7 +58,3 @@ def delta_event(*, message_id: int, offset: int, text: str) -> dict[str, Any]:
 
 def sync_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "sync", "messages": messages}
-
-
-def error_event(*, code: str, error: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "error": error}

@@ -11,15 +11,18 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from chat.routing import websocket_urlpatterns as chat_sockets  # noqa: E402
 from localai_site.core.realtime import BindPublisherLoop  # noqa: E402
+from localai_site.middleware import TrustedProxyHeaders  # noqa: E402
 from models_hub.routing import websocket_urlpatterns as hub_sockets  # noqa: E402
 
-application = BindPublisherLoop(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": AllowedHostsOriginValidator(
-                AuthMiddlewareStack(URLRouter([*chat_sockets, *hub_sockets]))
-            ),
-        }
+application = TrustedProxyHeaders(
+    BindPublisherLoop(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": AllowedHostsOriginValidator(
+                    AuthMiddlewareStack(URLRouter([*chat_sockets, *hub_sockets]))
+                ),
+            }
+        )
     )
 )

@@ -56,15 +56,16 @@ def serve(argv: list[str]) -> None:
     print(
         f"LocalAI is running in {mode} mode at http://{args.host}:{args.port}/  (Ctrl+C to stop)", flush=True
     )
+    # No --proxy-headers: forwarded headers are checked against TRUSTED_PROXIES in the app.
     CommandLineInterface().run(
-        ["--bind", args.host, "--port", str(args.port), "--proxy-headers", "localai_site.asgi:application"]
+        ["--bind", args.host, "--port", str(args.port), "localai_site.asgi:application"]
     )
 
 
 def worker(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="localai worker", description="Run a Celery worker.")
     parser.add_argument(
-        "--queues", "-Q", default="local,cloud", help="comma-separated: local, cloud, downloads"
+        "--queues", "-Q", default="local,cloud", help="comma-separated: local, cloud, downloads, exports"
     )
     parser.add_argument("--concurrency", "-c", type=int, default=None)
     parser.add_argument("--loglevel", "-l", default="info")
@@ -79,7 +80,7 @@ def worker(argv: list[str]) -> None:
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     unknown = set(queues) - set(Queue)
     if unknown:
-        sys.exit(f"Unknown queue(s): {', '.join(sorted(unknown))}. Use local, cloud, downloads.")
+        sys.exit(f"Unknown queue(s): {', '.join(sorted(unknown))}. Use local, cloud, downloads, exports.")
     if Queue.DEFAULT not in queues:
         queues.append(Queue.DEFAULT)  # housekeeping, such as failing replies whose worker died
     solo = queues == [Queue.LOCAL, Queue.DEFAULT]

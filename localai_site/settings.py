@@ -22,6 +22,7 @@ from .core.env import (
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_str,
     env_time_zone,
     env_url,
@@ -60,7 +61,11 @@ fernet_keys_check(ENCRYPTION_KEYS)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
-if env_bool("BEHIND_PROXY", False):
+BEHIND_PROXY = env_bool("BEHIND_PROXY", False)
+# The peers whose X-Forwarded-* headers are believed (localai_site/middleware.py): the reverse
+# proxy's addresses. From anyone else, and from everyone without BEHIND_PROXY, they are dropped.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", ["127.0.0.1", "::1"]) if BEHIND_PROXY else []
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
 
@@ -77,8 +82,6 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
-    "allauth.socialaccount.providers.google",
-    "allauth.socialaccount.providers.apple",
     "accounts",
     "chat",
     "models_hub",
@@ -133,10 +136,11 @@ except ValueError as exc:
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets the web process read while a worker writes; IMMEDIATE avoids
-        # "database is locked" when two writers upgrade their locks at once.
+        # "database is locked" when two writers upgrade their locks at once; secure_delete
+        # overwrites deleted rows, so an erased person's words do not linger in free pages.
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;",
     }
     # Tests that start servers or workers in other processes need a file they can share.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
@@ -208,6 +212,9 @@ TASKS_IN_PROCESS = not SCALED
 # --- Chat -------------------------------------------------------------------------------
 CHAT_MAX_MESSAGE_BYTES = env_int("CHAT_MAX_MESSAGE_BYTES", 32 * 1024, minimum=1, maximum=16 * 1024 * 1024)
 CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 64 * 1024, minimum=1024, maximum=32 * 1024 * 1024)
+# Frames one socket may send: this many at once, refilled at the rate per minute.
+SOCKET_FRAME_BURST = env_int("SOCKET_FRAME_BURST", 20, minimum=1, maximum=100_000)
+SOCKET_FRAMES_PER_MINUTE = env_int("SOCKET_FRAMES_PER_MINUTE", 60, minimum=1, maximum=1_000_000)
 CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 1024, minimum=1, maximum=1_000_000)
 CHAT_TEMPERATURE = env_float("CHAT_TEMPERATURE", 0.7, minimum=0, maximum=2)
 # Deltas go to the socket in batches: one every interval, the first token at once.
@@ -218,6 +225,8 @@ CHAT_SAVE_INTERVAL_S = env_float("CHAT_SAVE_INTERVAL_MS", 1000, minimum=50, maxi
 CHAT_STALE_AFTER_S = env_int("CHAT_STALE_AFTER_S", 30, minimum=5, maximum=86_400)
 # A queued reply no worker has picked up in this long is marked failed.
 CHAT_QUEUED_TIMEOUT_S = env_int("CHAT_QUEUED_TIMEOUT_S", 600, minimum=10, maximum=86_400)
+# Queued or streaming replies one person may have at once, across their conversations.
+CHAT_MAX_ACTIVE_REPLIES = env_int("CHAT_MAX_ACTIVE_REPLIES", 2, minimum=1, maximum=10_000)
 # The largest file a person may upload (PDF, image or plain text).
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_MB", 25, minimum=1, maximum=100_000) * 1024 * 1024
 
@@ -261,6 +270,8 @@ RETENTION_DAYS = {
     "analytics_events": env_int("RETENTION_ANALYTICS_EVENTS_DAYS", 1, minimum=1, maximum=365),
     "finished_data_requests": env_int("RETENTION_DATA_REQUESTS_DAYS", 3 * 365, minimum=30, maximum=36_500),
 }
+# Data downloads one person may ask for in 24 hours (admins answering a request are not counted).
+EXPORTS_PER_DAY = env_int("EXPORTS_PER_DAY", 3, minimum=1, maximum=1000)
 
 # --- Accounts ---------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
@@ -299,6 +310,10 @@ if env_str("APPLE_CLIENT_ID"):
             }
         ]
     }
+# Only a configured provider is installed: an installed one without credentials has sign-in
+# routes that can only fail (500 and a crash report per visit).
+INSTALLED_APPS += [f"allauth.socialaccount.providers.{provider}" for provider in SOCIALACCOUNT_PROVIDERS]
+SOCIALACCOUNT_FORMS = {"disconnect": "accounts.connections.ConnectionsForm"}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from channels.db import database_sync_to_async
+
+from localai_site.core.refusals import Refusal
 from localai_site.core.sockets import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, LiveConsumer
 
 from .events import HUB_GROUP
@@ -12,11 +15,12 @@ class HubConsumer(LiveConsumer):
     async def connect(self) -> None:
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
-        elif not can_manage_models(self.user):
+        # A staff member's permissions come from the database (a superuser's do not).
+        elif not await database_sync_to_async(can_manage_models)(self.user):
             await self.close(code=CLOSE_FORBIDDEN)
         else:
             await self.join(HUB_GROUP)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # The page only listens; actions go through forms, where permissions and CSRF apply.
-        await self.send_json({"type": "error", "code": "read_only", "error": "This socket only sends."})
+        raise Refusal("read_only", "This socket only sends.")

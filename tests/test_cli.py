@@ -1,9 +1,11 @@
 """The `localai` command as a newcomer runs it."""
 
+import http.cookiejar
 import os
 import sqlite3
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -74,3 +76,39 @@ def test_a_bad_port_or_setting_is_named_without_a_traceback(tmp_path):
         assert result.returncode != 0
         assert said in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_serve_counts_signups_by_the_real_peer_whatever_address_it_forwards(tmp_path):
+    port = free_port()
+    signup = f"http://127.0.0.1:{port}/accounts/signup/"
+    cookies = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+    server = subprocess.Popen(
+        [LOCALAI, "serve", "--port", str(port)],
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def page_opens() -> bool:
+        with browser.open(signup, timeout=5) as response:  # also sets the CSRF cookie
+            return response.status == 200
+
+    try:
+        wait_until_started(server, page_opens, what="the signup page", ignoring=(OSError,))
+        csrf = next(cookie.value for cookie in cookies if cookie.name == "csrftoken")
+
+        def post_from(forwarded_for: str) -> int:
+            headers = {"X-CSRFToken": csrf, "X-Forwarded-For": forwarded_for}
+            try:
+                with browser.open(urllib.request.Request(signup, b"", headers), timeout=10) as response:
+                    return response.status
+            except urllib.error.HTTPError as refused:
+                return refused.code
+
+        # allauth allows 20 signup attempts a minute per address; each claims a new one.
+        statuses = [post_from(f"198.51.100.{n}") for n in range(21)]
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert statuses == [200] * 20 + [429]

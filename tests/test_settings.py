@@ -5,7 +5,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from localai_site.core.env import env_bool, env_choice, env_int, env_str, env_url
+from localai_site.core.env import env_bool, env_choice, env_int, env_networks, env_str, env_url
 
 
 def test_env_bool_reads_common_spellings(monkeypatch):
@@ -47,14 +47,15 @@ def test_secret_can_come_from_a_file(monkeypatch, tmp_path):
     assert env_str("SECRET_KEY") == "s3cret"
 
 
-def _settings_in_subprocess(tmp_path, **env):
+SETTINGS_SHOWN = (
+    "from django.conf import settings; print(settings.DEBUG, settings.SCALED, "
+    "settings.DATABASES['default']['ENGINE'], settings.CHANNEL_LAYERS['default']['BACKEND'])"
+)
+
+
+def _settings_in_subprocess(tmp_path, code=SETTINGS_SHOWN, **env):
     return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from django.conf import settings; print(settings.DEBUG, settings.SCALED, "
-            "settings.DATABASES['default']['ENGINE'], settings.CHANNEL_LAYERS['default']['BACKEND'])",
-        ],
+        [sys.executable, "-c", code],
         env={
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "localai_site.settings",
@@ -100,6 +101,21 @@ def test_a_bad_value_stops_start_up_with_a_clear_message(tmp_path):
     assert "CHAT_MAX_TOKENS='lots' is not a whole number" in result.stderr
 
 
+def test_a_sign_in_provider_is_installed_and_routed_once_its_credentials_are_set(tmp_path):
+    code = (
+        "import django; django.setup(); from django.conf import settings; from django.urls import reverse; "
+        "print([app for app in settings.INSTALLED_APPS if '.providers.' in app], reverse('google_login'))"
+    )
+    result = _settings_in_subprocess(
+        tmp_path, code, APPLE_CLIENT_ID="", GOOGLE_CLIENT_ID="id", GOOGLE_CLIENT_SECRET="s"
+    )
+    installed, route = result.stdout.split() or ["", ""]
+    assert installed == "['allauth.socialaccount.providers.google']", result.stderr
+    assert route == "/accounts/google/login/"
+    result = _settings_in_subprocess(tmp_path, code, APPLE_CLIENT_ID="", GOOGLE_CLIENT_ID="")
+    assert "NoReverseMatch" in result.stderr
+
+
 def test_env_url_wants_http_and_drops_the_trailing_slash(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.example.org/")
     assert env_url("HF_ENDPOINT", "https://huggingface.co") == "https://hf-mirror.example.org"
@@ -113,3 +129,15 @@ def test_every_number_has_a_range(monkeypatch, tmp_path):
     assert "CHAT_TEMPERATURE=7.0 is above the maximum of 2" in result.stderr
     result = _settings_in_subprocess(tmp_path, LOG_LEVEL="chatty")
     assert "LOG_LEVEL='chatty' must be one of: debug, info, warning, error, critical" in result.stderr
+
+
+def test_env_networks_reads_addresses_and_networks_and_names_a_bad_one(monkeypatch):
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.5, 172.16.0.0/12,::1")
+    assert [str(network) for network in env_networks("TRUSTED_PROXIES", [])] == [
+        "10.0.0.5/32",
+        "172.16.0.0/12",
+        "::1/128",
+    ]
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.5,proxy")
+    with pytest.raises(ImproperlyConfigured, match="TRUSTED_PROXIES: 'proxy' is not an IP address"):
+        env_networks("TRUSTED_PROXIES", [])

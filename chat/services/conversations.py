@@ -9,11 +9,16 @@ from accounts.analytics import usage_record
 from accounts.models import UsageEventName, User
 from chat.models import ACTIVE_STATUSES, Conversation, Provider, Upload
 from localai_site.core.files import files_delete_after_commit
+from localai_site.core.privacy import admin_history_scrub
 from localai_site.core.refusals import Refusal
 
 from .choice import model_choose
 from .personas import persona_choose
 from .replies import reply_stop
+
+# What admin history says of a deleted conversation: its title is the start of what its owner
+# wrote, and the history outlives it (an admin deleting it is recorded before it goes).
+DELETED = "deleted conversation"
 
 
 def conversation_create(
@@ -60,6 +65,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
     reply_stop(conversation=conversation)
     with transaction.atomic():
         files_delete_after_commit(upload.file for upload in conversation.uploads.only("file"))
+        admin_history_scrub(rows=Conversation.objects.filter(pk=conversation.pk), object_repr=DELETED)
         conversation.delete()
 
 
@@ -77,4 +83,5 @@ def conversations_clear(*, user: User, local: bool) -> int:
         files_delete_after_commit(
             upload.file for upload in Upload.objects.filter(conversation__in=conversations).only("file")
         )
+        admin_history_scrub(rows=conversations, object_repr=DELETED)
         return conversations.delete()[1].get(Conversation._meta.label, 0)

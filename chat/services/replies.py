@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.analytics import usage_record
-from accounts.models import UsageEventName
+from accounts.models import UsageEventName, User
 from chat import live
 from chat.events import message_event, removed_event
 from chat.models import ACTIVE_STATUSES, Conversation, Message, MessageStatus, Role
@@ -54,12 +54,31 @@ def _title_from(text: str) -> str:
 
 
 def _lock_idle(conversation: Conversation) -> Conversation:
-    """Lock the conversation row: two tabs acting at once must not start two replies."""
-    locked = Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
+    """Lock the conversation row and its owner's: two tabs acting at once, in one
+    conversation or in several, must not both pass the checks below."""
+    locked = (
+        Conversation.objects.select_for_update(of=("self", "owner"))
+        .select_related("owner")
+        .get(pk=conversation.pk)
+    )
     restriction_check(user=locked.owner)
     if locked.messages.filter(status__in=ACTIVE_STATUSES).exists():
         raise Refusal("busy", "A reply is still being written. Wait for it or press Stop.")
+    _active_replies_check(owner=locked.owner)
     return locked
+
+
+def _active_replies_check(*, owner: User) -> None:
+    """One person's queued and streaming replies, across their conversations, are capped:
+    otherwise one person fills the single local model's queue and others' replies time out."""
+    limit = settings.CHAT_MAX_ACTIVE_REPLIES
+    active = Message.objects.filter(conversation__owner=owner, status__in=ACTIVE_STATUSES)
+    if active.count() >= limit:
+        raise Refusal(
+            "too_many_replies",
+            f"You have as many replies being written as one person may ({limit}). "
+            "Wait for one to finish, or press Stop in its conversation.",
+        )
 
 
 def _reply_start(conversation: Conversation, choice: ModelChoice, *announce: Message) -> Message:

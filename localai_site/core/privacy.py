@@ -25,11 +25,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth import SESSION_KEY
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
+from django.db.models import Q
 from django.db.models.fields.files import FieldFile
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -185,10 +186,36 @@ def _sessions_end(user) -> int:
     return len(ended)
 
 
+def admin_history_scrub(*, rows: models.QuerySet, object_repr: str) -> int:
+    """Admin history about ``rows`` keeps who did what and when, but no longer quotes them:
+    an entry names its object as it was (an email, a title) and outlives it. Call it while
+    the rows still exist."""
+    entries = LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(rows.model))
+    # The history is short and the rows may be many: look up only the objects it names
+    # (in Python: object_id is text, a primary key is not, and PostgreSQL will not compare them).
+    object_ids = list(entries.values_list("object_id", flat=True).distinct())
+    named = rows.filter(pk__in=object_ids).values_list("pk", flat=True)
+    return entries.filter(object_id__in=[str(pk) for pk in named]).update(
+        object_repr=object_repr, change_message=""
+    )
+
+
 @transaction.atomic
 def user_erase(*, user) -> dict[str, int]:
     """Erase ``user`` as the registry says; returns a receipt of counts per model, no content."""
     counts: Counter[str] = Counter()
+    # Admin history about the person's rows, before they go (UNLINK rows are other people's).
+    scrubbed = "admin.LogEntry (scrubbed)"
+    for entry in registry():
+        if entry.erase != Erase.UNLINK:
+            about = f"{entry.model._meta.verbose_name} of an erased account"
+            if not entry.owner:
+                about = "erased account"  # the person's own row
+            counts[scrubbed] += admin_history_scrub(rows=entry.rows_of(user), object_repr=about)
+    # Entries about rows that are gone already (an invitation, a data request) still name them.
+    counts[scrubbed] += LogEntry.objects.filter(
+        Q(object_repr__icontains=user.email) | Q(change_message__icontains=user.email)
+    ).update(object_repr="about an erased account", change_message="")
     # Every file first: deleting one model's rows can cascade to another's (a conversation
     # takes its uploads with it), and the rows name the files.
     files_delete_after_commit(
@@ -205,9 +232,5 @@ def user_erase(*, user) -> dict[str, int]:
         else:
             counts[f"{entry.label} (pseudonymised)"] += rows.update(**entry.pseudonyms_for(user))
     counts["sessions"] = _sessions_end(user)
-    # Admin history about this account keeps its shape but no longer says who it was.
-    counts["admin.LogEntry (scrubbed)"] = LogEntry.objects.filter(
-        content_type=ContentType.objects.get_for_model(get_user_model()), object_id=str(user.pk)
-    ).update(object_repr="erased account", change_message="")
     counts.update(user.delete()[1])
     return {label: count for label, count in counts.items() if count}

@@ -9,7 +9,8 @@ class Queue(enum.StrEnum):
     LOCAL = "local"  # replies of local models (one at a time per worker: every core)
     CLOUD = "cloud"  # replies of cloud providers (waiting on the network)
     DOWNLOADS = "downloads"  # model downloads
-    DEFAULT = "default"  # housekeeping: exports, retention, failing stale work
+    EXPORTS = "exports"  # people's data downloads (ZIPs of everything kept about them)
+    DEFAULT = "default"  # housekeeping: retention, failing stale work
 
 
 # A local worker's own queue is ``local.<host>.<pid>``: replies for a model it holds.

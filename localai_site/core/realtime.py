@@ -51,8 +51,12 @@ class GroupPublisher:
 
     def publish(self, group: str, payload: dict[str, Any]) -> None:
         """Queue ``payload`` (JSON-serialisable) for every socket in ``group``."""
+        self.publish_event(group, layer_event(payload))
+
+    def publish_event(self, group: str, event: dict[str, Any]) -> None:
+        """Queue a channel-layer ``event`` for every consumer in ``group``: its ``type`` names
+        the consumer's handler (``publish`` sends the one that relays a payload as it is)."""
         loop, queue = self._ensure_target()
-        event = layer_event(payload)
         try:
             loop.call_soon_threadsafe(queue.put_nowait, (group, event))
         except RuntimeError:  # the loop was closed (a finished test, a server shutting down)

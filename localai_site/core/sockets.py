@@ -1,24 +1,44 @@
 """The base of every websocket of the app: a signed-in person joins one group and hears
-its live events (``localai_site.core.realtime``).
+its live events (``localai_site.core.realtime``), and what the browser sends is guarded
+here before a subclass sees it.
 
 Live events are relayed as they come, without the hop to a thread that Channels makes per
 message to close stale database connections: an event touches no database, and that hop
 costs more than the event. Close codes are the app's, shared with the pages' scripts
 (which get them as data attributes): a socket closed with one of them is not reopened.
+
+Every frame from the browser is counted against a per-socket rate limit, comes from a
+session that must still be signed in (the check Django's auth middleware makes on every
+request, made again), and whatever goes wrong while a subclass handles it is answered
+with an error frame (a ``Refusal``'s stable code) on a socket that stays open. A person's
+sockets also join their person's group (``user_group``), so that a logout, a new password
+or a deactivation closes them at once (``user_sockets_recheck``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from importlib import import_module
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user
+from django.db import OperationalError
+from django.http import HttpRequest
 from redis import RedisError
 
-from .realtime import EVENT_TYPE
+from .realtime import EVENT_TYPE, publisher
+from .refusals import Refusal
 
 logger = logging.getLogger(__name__)
 
+CLOSE_SERVER_ERROR = 1011  # the page reconnects after it
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
@@ -29,32 +49,164 @@ CLOSE_CODES = {
     "not_found": CLOSE_NOT_FOUND,
 }
 
+SESSION_CHECK_TYPE = "session.check"  # handled by LiveConsumer.session_check
+# The rate limit's clock; a test freezes it to count frames instead of waiting.
+clock: Callable[[], float] = time.monotonic
+
+
+def user_group(user_id: int) -> str:
+    """The group every socket of one person joins, whatever page it belongs to."""
+    return f"user.{user_id}"
+
+
+def _session_digest(session_key: str) -> str:
+    # A session key is a credential: events name it by digest.
+    return hashlib.sha256(session_key.encode()).hexdigest()
+
+
+def user_sockets_recheck(*, user_id: int, ended_session_key: str | None = None) -> None:
+    """Have every open socket of a person check its session now, and close where it ended;
+    the sockets of ``ended_session_key`` (a logout under way) close without checking."""
+    ended = _session_digest(ended_session_key) if ended_session_key else None
+    publisher.publish_event(user_group(user_id), {"type": SESSION_CHECK_TYPE, "ended": ended})
+
+
+class FrameBucket:
+    """A token bucket: ``burst`` frames at once, refilled at ``per_minute``."""
+
+    def __init__(self, *, burst: int, per_minute: int, clock: Callable[[], float]) -> None:
+        self.burst = burst
+        self.per_second = per_minute / 60
+        self.clock = clock
+        self.tokens = float(burst)
+        self.updated = clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+_reported: set[tuple[str, str, int | None]] = set()
+
+
+def _unexpected_log(exc: Exception) -> None:
+    """A failure nobody planned for is a bug: its traceback (a crash report) is logged the
+    first time it happens at one place in this process, a line after that, so a person
+    repeating one frame (or a page reconnecting) cannot flood the crash reports."""
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    key = (type(exc).__qualname__, where.filename, where.lineno)
+    if key in _reported:
+        logger.warning("A socket failed again: %s at %s:%s", key[0], where.filename, where.lineno)
+        return
+    _reported.add(key)
+    logger.error("A socket failed", exc_info=exc)
+
+
+def _failure_refusal(exc: Exception) -> Refusal:
+    """What a failure while a socket is handled tells the browser, logged as it deserves:
+    a service that is down is a warning, anything else a bug."""
+    if isinstance(exc, Refusal):
+        return exc
+    if isinstance(exc, OperationalError):  # a locked SQLite file, a lost connection
+        logger.warning("A socket found the database unavailable: %s", exc)
+        return Refusal("database_busy", "The database is busy. Try again in a moment.")
+    if isinstance(exc, RedisError | OSError):
+        logger.warning("A socket could not reach Redis: %s", exc)
+        return Refusal("unavailable", "A service this needs is down. Try again in a moment.")
+    _unexpected_log(exc)
+    return Refusal("internal", "Something went wrong on the server; it has been logged.")
+
 
 class LiveConsumer(AsyncWebsocketConsumer):
-    group: str | None = None
+    _joined: tuple[str, ...] = ()
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.frame_bucket = FrameBucket(
+            burst=settings.SOCKET_FRAME_BURST, per_minute=settings.SOCKET_FRAMES_PER_MINUTE, clock=clock
+        )
 
     @property
     def user(self):
         return self.scope.get("user")
 
     async def join(self, group: str) -> None:
-        """Accept the socket, subscribed to ``group``."""
-        await self.channel_layer.group_add(group, self.channel_name)
-        self.group = group
+        """Accept the socket, subscribed to ``group`` and to its person's group."""
+        self._joined = (group, user_group(self.user.pk))
+        for name in self._joined:
+            await self.channel_layer.group_add(name, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        if self.group is not None:
+        for name in self._joined:
             try:
-                await self.channel_layer.group_discard(self.group, self.channel_name)
+                await self.channel_layer.group_discard(name, self.channel_name)
             except (RedisError, OSError) as exc:
-                logger.warning("Could not leave %s (Redis is down): %s", self.group, exc)
+                logger.warning("Could not leave %s (Redis is down): %s", name, exc)
 
     async def dispatch(self, message: dict) -> None:
         if message["type"] == EVENT_TYPE:
             await self.send(text_data=message["text"])
         else:
             await super().dispatch(message)
+
+    async def websocket_connect(self, message: dict) -> None:
+        try:
+            await super().websocket_connect(message)
+        except Exception as exc:  # not a crash report per reconnection while Redis is down
+            _failure_refusal(exc)
+            await self.close(code=CLOSE_SERVER_ERROR)
+
+    async def websocket_receive(self, message: dict) -> None:
+        if not self.frame_bucket.take():
+            await self.refuse(Refusal("rate_limited", "That is too many messages at once. Wait a moment."))
+            return
+        await self._guarded(self._receive_signed_in(message))
+
+    async def _receive_signed_in(self, message: dict) -> None:
+        if await database_sync_to_async(self._session_current)():
+            await super().websocket_receive(message)  # on to the subclass's ``receive``
+        else:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def session_check(self, event: dict) -> None:
+        """A logout, a new password or a deactivation may have ended this socket's session."""
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        if session_key and event["ended"] == _session_digest(session_key):
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+        else:
+            await self._guarded(self._close_if_signed_out())
+
+    async def _close_if_signed_out(self) -> None:
+        if not await database_sync_to_async(self._session_current)():
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    def _session_current(self) -> bool:
+        """The session still exists and names this socket's person, active, with the
+        password (session auth hash) they had when it was made: Django's own check."""
+        session = self.scope.get("session")
+        if session is None or session.session_key is None or self.user is None:
+            return False
+        request = HttpRequest()
+        request.session = import_module(settings.SESSION_ENGINE).SessionStore(session.session_key)
+        current = get_user(request)
+        return current.is_authenticated and current.pk == self.user.pk
+
+    async def _guarded(self, work: Awaitable[None]) -> None:
+        """Run ``work``; whatever it raises becomes an error frame, and the socket stays open."""
+        try:
+            await work
+        except Exception as exc:
+            await self.refuse(_failure_refusal(exc))
+
+    async def refuse(self, refusal: Refusal) -> None:
+        """Tell the browser why its frame did nothing."""
+        await self.send_json({"type": "error", "code": refusal.code, "error": refusal.message})
 
     async def send_json(self, payload: dict) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))

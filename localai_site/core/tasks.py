@@ -25,7 +25,14 @@ from .queues import Queue
 logger = logging.getLogger(__name__)
 
 
-_POOL_SIZES: dict[str, int] = {Queue.LOCAL: 1, Queue.CLOUD: 8, Queue.DOWNLOADS: 2, Queue.DEFAULT: 2}
+# Exports have a pool of their own: many people asking at once must not delay housekeeping.
+_POOL_SIZES: dict[str, int] = {
+    Queue.LOCAL: 1,
+    Queue.CLOUD: 8,
+    Queue.DOWNLOADS: 2,
+    Queue.EXPORTS: 1,
+    Queue.DEFAULT: 2,
+}
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 

@@ -10,7 +10,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import services
-from accounts.models import DataSubjectRequest, ExportArchive, Regime, RequestKind, RequestStatus, User
+from accounts.models import (
+    DataSubjectRequest,
+    ExportArchive,
+    ExportStatus,
+    Regime,
+    RequestKind,
+    RequestStatus,
+    User,
+)
 from accounts.retention import retention_enforce
 from chat.models import ACTIVE_STATUSES, Conversation, Message, Role
 from chat.services import message_send
@@ -70,6 +78,38 @@ def test_an_expired_link_no_longer_downloads_and_old_archives_are_purged(client,
     import os
 
     assert not os.path.exists(path)
+
+
+def test_one_export_at_a_time_and_a_few_a_day_but_admins_answering_a_request_are_not_held(
+    client, user, make_user, settings
+):
+    settings.EXPORTS_PER_DAY = 2
+    # Nothing is committed in this test, so no export is built: each stays queued until marked.
+    services.export_request(user=user)
+    with pytest.raises(Refusal) as error:
+        services.export_request(user=user)
+    assert error.value.code == "export_in_progress"
+    ExportArchive.objects.update(status=ExportStatus.READY)
+    services.export_request(user=user)
+    ExportArchive.objects.update(status=ExportStatus.FAILED)
+    with pytest.raises(Refusal) as error:
+        services.export_request(user=user)
+    assert error.value.code == "too_many_exports"
+    assert "2 downloads a day; you can ask for another in 23" in error.value.message
+    client.force_login(user)
+    page = client.post(reverse("accounts:export_start"), follow=True).content.decode()
+    assert "2 downloads a day" in page and "is being prepared" not in page
+    assert ExportArchive.objects.count() == 2
+    dpo = make_user("dpo@example.com", is_staff=True)
+    services.export_request(user=user, requested_by=dpo)
+    assert ExportArchive.objects.count() == 3
+
+
+def test_an_export_whose_worker_died_does_not_block_the_next(user):
+    services.export_request(user=user)
+    ExportArchive.objects.update(created_at=timezone.now() - timedelta(hours=2))
+    services.export_request(user=user)
+    assert ExportArchive.objects.count() == 2
 
 
 def test_the_privacy_page_shows_who_received_what(client, user, conversation):

@@ -1,7 +1,9 @@
 import re
 
 import pytest
+from allauth.socialaccount.models import SocialAccount, SocialApp
 from django.core import mail
+from django.core.cache import cache
 from django.urls import reverse
 
 from accounts.models import InstanceSettings, Invitation, SignupMode, User
@@ -97,10 +99,50 @@ def test_login_logout_and_password_change(client, user):
 
 
 @pytest.mark.django_db
+def test_sign_in_offers_and_routes_no_provider_without_credentials(client):
+    page = client.get(reverse("account_login")).content.decode()
+    assert "Google" not in page and "Apple" not in page
+    assert client.get("/accounts/google/login/").status_code == 404
+    assert client.get("/accounts/apple/login/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_person_whose_google_sign_in_was_switched_off_still_sees_their_connections(client, user):
+    # Google was set up (in the admin, too, once) and used; then its credentials were removed.
+    SocialApp.objects.create(provider="google", name="Google", client_id="cid", secret="s")
+    SocialAccount.objects.create(user=user, provider="google", uid="uid-1")
+    client.force_login(user)
+    assert client.get(reverse("socialaccount_connections")).status_code == 200
+
+
+@pytest.mark.django_db
 def test_wrong_password_is_refused(client, user):
     response = client.post(reverse("account_login"), {"login": user.email, "password": "not it"})
     assert response.status_code == 200
     assert client.get(reverse("chat:home")).status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_admin_signs_in_at_the_rate_limited_sign_in_page(client, make_user):
+    cache.clear()  # allauth counts failed sign-ins in the cache
+    admin = make_user("root@example.com", is_staff=True, is_superuser=True)
+    sign_in = reverse("account_login")
+    landed = client.get(reverse("admin:index"), follow=True)
+    assert landed.redirect_chain[-1][0] == f"{sign_in}?next=/admin/"
+    # The admin's own form is gone: posting the right password to it signs nobody in.
+    client.post(reverse("admin:login"), {"username": admin.email, "password": PASSWORD})
+    assert client.get(reverse("admin:index")).status_code == 302
+    for _ in range(5):
+        assert client.post(sign_in, {"login": admin.email, "password": "a guess"}).status_code == 200
+    refused = client.post(sign_in, {"login": admin.email, "password": PASSWORD})
+    assert "Too many failed login attempts" in refused.content.decode()
+    assert client.get(reverse("admin:index")).status_code == 302
+
+
+@pytest.mark.django_db
+def test_signed_in_people_without_admin_rights_are_refused_the_admin(client, user):
+    client.force_login(user)
+    assert client.get(reverse("admin:login")).status_code == 403
 
 
 @pytest.mark.django_db

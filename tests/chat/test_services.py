@@ -68,6 +68,22 @@ def test_a_second_message_waits_for_the_reply_being_written(conversation):
     assert conversation.messages.count() == 2
 
 
+def test_one_person_has_at_most_the_allowed_replies_queued_across_conversations(
+    user, make_conversation, other_user, settings
+):
+    settings.CHAT_MAX_ACTIVE_REPLIES = 2
+    first, second, third = (make_conversation(user) for _ in range(3))
+    _send(first)
+    _send(second)
+    with pytest.raises(Refusal) as error:
+        _send(third)
+    assert error.value.code == "too_many_replies" and "(2)" in error.value.message
+    assert not third.messages.exists()
+    _send(make_conversation(other_user))  # the cap is per person
+    services.reply_stop(conversation=first)
+    _send(third)
+
+
 def test_the_local_model_writes_the_reply_with_counts_and_timings(conversation, local_model, short_replies):
     _, reply = _send(conversation, "Name three colours.")
     services.reply_generate(message_id=reply.pk)

@@ -7,7 +7,9 @@ import shutil
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Permission
 
+from accounts.models import CrashReport
 from chat.models import Conversation, Message, MessageStatus, Role
 from localai_site.asgi import application
 from localai_site.core.refusals import Refusal
@@ -161,6 +163,23 @@ async def test_the_hub_socket_is_for_admins_only(user, local_model):
     assert not refused and code == 4403
     anonymous, code = await hub_socket(None).connect()
     assert not anonymous and code == 4401
+
+
+def _staff_who_may_install_models(make_user):
+    staff = make_user("installer@example.com", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="manage_models"))
+    return staff
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_staff_who_may_install_models_but_are_not_superusers_watch_the_hub(make_user, local_model):
+    staff = await database_sync_to_async(_staff_who_may_install_models)(make_user)
+    socket = hub_socket(await database_sync_to_async(session_cookie_for)(staff))
+    connected, _ = await socket.connect()
+    assert connected
+    await socket.disconnect()
+    assert not await CrashReport.objects.aexists()
 
 
 @pytest.mark.asyncio
