@@ -117,8 +117,9 @@ def persona_get_visible(*, user: User, persona_id: int) -> Persona | None:
 
 
 def persona_get_owned(*, user: User, persona_id: int) -> Persona | None:
-    """Only the person who made a persona may change it (shared ones are the admin's)."""
-    return Persona.objects.filter(pk=persona_id, owner=user).first()
+    """Only the person who made a persona may change it, until an admin shares it: then it is
+    the admin's, since it writes the system prompt of other people's conversations."""
+    return Persona.objects.filter(pk=persona_id, owner=user, is_shared=False).first()
 
 
 def conversation_counts(*, user: User) -> dict[str, int]:

@@ -19,6 +19,8 @@ MAGIC = b"GGUF"
 _MAX_STRING = 64 * 1024 * 1024
 _MAX_ITEMS = 16 * 1024 * 1024
 _MAX_DIMS = 8
+# Lists inside lists: real files nest one level; a deep nest is a damaged (or hostile) file.
+_MAX_NESTING = 8
 
 _SCALARS = {
     0: "<B",  # uint8
@@ -120,12 +122,14 @@ class _Reader:
             self._have(8 + length)
             self.pos += 8 + length
 
-    def value(self, kind: int, *, keep: bool = True):
+    def value(self, kind: int, *, keep: bool = True, depth: int = 0):
         if kind in _SCALARS:
             return self.unpack(_SCALARS[kind])
         if kind == _STRING:
             return self.string()
         if kind == _ARRAY:
+            if depth >= _MAX_NESTING:
+                raise GGUFError("The GGUF header nests lists too deeply: the file is damaged.")
             item_kind, count = self.unpack("<I"), self.unpack("<Q")
             if count > _MAX_ITEMS:
                 raise GGUFError("The GGUF header holds an impossibly long list: the file is damaged.")
@@ -135,7 +139,7 @@ class _Reader:
             if item_kind == _STRING and not keep:
                 self.skip_strings(count)
                 return None
-            items = [self.value(item_kind, keep=keep) for _ in range(count)]
+            items = [self.value(item_kind, keep=keep, depth=depth + 1) for _ in range(count)]
             return items if keep else None
         raise GGUFError(f"The GGUF header uses an unknown value type ({kind}): the file is damaged.")
 

@@ -177,8 +177,10 @@ def health_reset(request, slug):
 @admin_only
 def token(request):
     form = TokenForm(request.POST)
-    form.is_valid()
-    value = form.cleaned_data.get("token", "")
+    if not form.is_valid():  # e.g. longer than a token can be: the stored one stays
+        messages.error(request, "The access token was not saved: " + " ".join(form.errors.get("token", [])))
+        return redirect("hub:index")
+    value = form.cleaned_data["token"]
     services.hub_token_set(token=value)
     messages.success(request, "The access token was saved." if value else "The access token was removed.")
     return redirect("hub:index")

@@ -249,3 +249,19 @@ def test_a_trimmed_reply_says_how_many_messages_were_left_out(conversation, sett
     reply.refresh_from_db()
     assert reply.status == MessageStatus.DONE, reply.error
     assert reply.omitted_turns > 0
+
+
+def test_a_persona_an_admin_shared_is_no_longer_its_makers_to_rewrite(client, user, other_user):
+    from django.urls import reverse
+
+    persona = Persona.objects.create(owner=user, name="Tutor", system_prompt="Teach gently.", is_shared=True)
+    client.force_login(user)
+    edited = client.post(
+        reverse("chat:persona_edit", args=[persona.pk]), {"name": "Tutor", "system_prompt": "Be rude."}
+    )
+    deleted = client.post(reverse("chat:persona_delete", args=[persona.pk]))
+    assert edited.status_code == 404 and deleted.status_code == 404
+    persona.refresh_from_db()
+    assert persona.system_prompt == "Teach gently." and persona.is_shared
+    page = client.get(reverse("chat:personas")).content.decode()
+    assert "Tutor" in page and reverse("chat:persona_edit", args=[persona.pk]) not in page

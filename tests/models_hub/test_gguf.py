@@ -1,5 +1,7 @@
 """The GGUF header reader, on the real bundled file and on files that are not models."""
 
+import struct
+
 import pytest
 
 from models_hub.bundled import bundled_model_path
@@ -32,3 +34,14 @@ def test_a_truncated_header_is_refused(tmp_path):
 def test_a_missing_file_is_refused_clearly(tmp_path):
     with pytest.raises(GGUFError, match="cannot be read"):
         gguf_read(tmp_path / "nothing.gguf")
+
+
+def test_lists_nested_without_end_are_refused_not_recursed_into(tmp_path):
+    # One metadata entry: an array of arrays of arrays … ten thousand deep (a hostile file).
+    key = b"general.nested"
+    entry = struct.pack("<Q", len(key)) + key + struct.pack("<I", 9)
+    entry += struct.pack("<IQ", 9, 1) * 10_000
+    path = tmp_path / "nested.gguf"
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + entry)
+    with pytest.raises(GGUFError, match="nests lists too deeply"):
+        gguf_read(path)

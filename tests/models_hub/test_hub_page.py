@@ -245,3 +245,10 @@ def test_the_chat_offers_ready_models_only(user_client, local_model, tmp_path):
     LocalModel.objects.create(slug="on-its-way", name="On its way", status=LocalModelStatus.DOWNLOADING)
     html = user_client.get("/").content.decode()
     assert f'value="{local_model.model_id}"' in html and "local:on-its-way" not in html
+
+
+def test_a_token_too_long_for_the_form_keeps_the_stored_one_and_says_why(admin_client):
+    services.hub_token_set(token="hf_" + "a" * 30)
+    response = admin_client.post("/hub/token/", {"token": "hf_" + "b" * 500}, follow=True)
+    assert "The access token was not saved" in response.content.decode()
+    assert services.hub_token_get() == "hf_" + "a" * 30
