@@ -123,6 +123,7 @@ class UserAdmin(DataRightsActions, BaseUserAdmin):
 @admin.register(DataSubjectRequest)
 class DataSubjectRequestAdmin(admin.ModelAdmin):
     list_display = ["__str__", "kind", "regime", "received_at", "deadline_shown", "status", "handled_by"]
+    list_select_related = ["subject", "handled_by"]  # the list shows both
     list_filter = ["status", "kind", "regime"]
     search_fields = ["subject_email", "subject_reference"]
     raw_id_fields = ["subject"]

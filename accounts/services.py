@@ -220,7 +220,7 @@ def _days_in(year: int, month: int) -> int:
     return calendar.monthrange(year, month)[1]
 
 
-AUTOMATIC_KINDS = {
+AUTOMATIC_KINDS: dict[str, str] = {
     RequestKind.ACCESS: "export",
     RequestKind.PORTABILITY: "export",
     RequestKind.CCPA_KNOW: "export",
@@ -234,7 +234,7 @@ AUTOMATIC_KINDS = {
 
 def data_request_carry_out(*, request: DataSubjectRequest, actor: User) -> DataSubjectRequest:
     """Do what the request asks, record who did it and the outcome (counts, never content)."""
-    action = AUTOMATIC_KINDS.get(RequestKind(request.kind))
+    action = AUTOMATIC_KINDS.get(request.kind)
     if action is None:
         raise Refusal(
             "by_hand", f"A {request.get_kind_display()} request is handled by hand; then mark it completed."

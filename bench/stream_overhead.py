@@ -220,9 +220,10 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    import redis
+    if "scaled" in modes:  # embedded mode needs no Redis at all
+        import redis
 
-    redis.Redis.from_url(REDIS_URL).flushdb()
+        redis.Redis.from_url(REDIS_URL).flushdb()
 
     config = probed_config()
     raw, _ = fastest_raw(args.max_tokens, config)

@@ -123,9 +123,10 @@ def persona_get_owned(*, user: User, persona_id: int) -> Persona | None:
 
 
 def conversation_counts(*, user: User) -> dict[str, int]:
-    conversations = Conversation.objects.filter(owner=user)
-    local = conversations.filter(provider=Provider.LOCAL).count()
-    return {"local": local, "cloud": conversations.count() - local}
+    counts = Conversation.objects.filter(owner=user).aggregate(
+        local=Count("id", filter=Q(provider=Provider.LOCAL)), total=Count("id")
+    )
+    return {"local": counts["local"], "cloud": counts["total"] - counts["local"]}
 
 
 def recipients_of(*, user: User) -> list[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
 from django.conf import settings
@@ -57,6 +58,7 @@ def _cgroup_limit() -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
+@cache  # read per request otherwise (every reply's limits); it does not change while we run
 def ram_total() -> int:
     total = _meminfo().get("MemTotal") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     limit = _cgroup_limit()

@@ -135,6 +135,7 @@ def build_info() -> BuildInfo:
     return _build_info(llama_build_id())
 
 
+@cache
 def machine_id() -> str:
     """This llama.cpp build on this CPU."""
     return hashlib.sha256(f"{llama_build_id()}\n{' '.join(_cpu_flags())}".encode()).hexdigest()[:16]

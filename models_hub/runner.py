@@ -69,8 +69,8 @@ def _fault(stage: str, config: RuntimeConfig) -> None:
 @contextlib.contextmanager
 def _model_params(config: RuntimeConfig) -> Iterator[None]:
     # llama-cpp-python's Llama() takes no argument for ``use_extra_bufts``: it fills the
-    # struct from llama_model_default_params() inside __init__. Loads are serialised by the
-    # runner's loading lock, so swapping that function for the duration of one load is safe.
+    # struct from llama_model_default_params() inside __init__. Loads are serialised by
+    # ModelCache._lock, so swapping that function for the duration of one load is safe.
     import llama_cpp
 
     original = llama_cpp.llama_cpp.llama_model_default_params

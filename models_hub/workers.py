@@ -96,6 +96,8 @@ def workers_list() -> list[WorkerView]:
 
 def workers_by_queue() -> dict[str, int]:
     """Live workers per queue that replies go to."""
+    if not settings.SCALED:  # this process serves every queue; no heartbeat to build
+        return {Queue.LOCAL.value: 1, Queue.CLOUD.value: 1}
     counts = {Queue.LOCAL.value: 0, Queue.CLOUD.value: 0}
     for worker in workers_list():
         for queue in worker.queues:

@@ -3,6 +3,7 @@ conversation before the reply as fits the model's context window."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db.models import Q
@@ -45,14 +46,19 @@ def prompt_build(*, reply: Message, provider: ChatProvider, context_length: int,
     history = history_of(reply=reply)
     budget = context_length - max_tokens - sum(provider.token_counts([t.content for t in system]))
     kept: list[ChatTurn] = []
+    for turn, tokens in _counted_newest_first(history, provider):
+        cost = tokens + TURN_OVERHEAD_TOKENS
+        if kept and cost > budget:
+            break  # the newest message always goes, even alone; the model says if it is too long
+        kept.append(turn)
+        budget -= cost
+    return Prompt(turns=(*system, *kept[::-1]), omitted=len(history) - len(kept))
+
+
+def _counted_newest_first(history: list[ChatTurn], provider: ChatProvider) -> Iterator[tuple[ChatTurn, int]]:
+    """Each turn with its tokens, newest first, counted ``COUNT_BATCH`` at a time: only as
+    far back as the caller reads."""
     newest_first = history[::-1]
     for start in range(0, len(newest_first), COUNT_BATCH):
         batch = newest_first[start : start + COUNT_BATCH]
-        for turn, tokens in zip(batch, provider.token_counts([t.content for t in batch]), strict=True):
-            cost = tokens + TURN_OVERHEAD_TOKENS
-            if kept and cost > budget:
-                # The newest message always goes, even alone; the model says if it is too long.
-                return Prompt(turns=(*system, *kept[::-1]), omitted=len(history) - len(kept))
-            kept.append(turn)
-            budget -= cost
-    return Prompt(turns=(*system, *kept[::-1]), omitted=len(history) - len(kept))
+        yield from zip(batch, provider.token_counts([t.content for t in batch]), strict=True)

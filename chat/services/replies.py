@@ -194,7 +194,7 @@ def reply_stop(*, conversation: Conversation, message_id: int | None = None) -> 
         if Message.objects.transition(
             reply.pk, to=MessageStatus.STOPPED, source=MessageStatus.QUEUED, finished_at=now
         ):
-            reply.refresh_from_db()
+            reply.status, reply.finished_at, reply.stop_requested_at = MessageStatus.STOPPED, now, now
             message_publish(reply)
         else:
             live.stop_request(reply.pk)  # False while Redis is down (it has logged why)

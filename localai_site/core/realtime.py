@@ -26,7 +26,7 @@ from redis import RedisError
 
 logger = logging.getLogger(__name__)
 
-EVENT_TYPE = "chat.event"  # delivered by ChatConsumer.dispatch
+EVENT_TYPE = "live.event"  # relayed as it is by LiveConsumer.dispatch (core.sockets)
 
 
 class GroupPublisher:
