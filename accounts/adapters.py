@@ -2,21 +2,33 @@ from __future__ import annotations
 
 from allauth.account.adapter import DefaultAccountAdapter
 from django import forms
+from django.db import transaction
 from django.http import HttpRequest
 
 from .models import SignupMode, User
-from .selectors import instance_settings_get, invitation_find_open
+from .selectors import admin_exists, instance_settings_get, invitation_find_open
 from .services import user_signup_complete
+from .setup_token import setup_token_matches
 
 INVITE_SESSION_KEY = "localai_invite"
+SETUP_SESSION_KEY = "localai_setup"
 
 
 class AccountAdapter(DefaultAccountAdapter):
-    """Applies the instance's signup policy; the first account becomes the admin."""
+    """Applies the instance's signup policy. allauth's social adapter asks this one too,
+    so signing up with Google or Apple follows the same rules."""
 
     def is_open_for_signup(self, request: HttpRequest) -> bool:
-        if not User.objects.exists():
-            return True  # a fresh instance always lets its first person in
+        if not admin_exists():
+            # Only the person holding the setup token printed at start can sign up: they
+            # become the admin.
+            token = request.GET.get("setup") or request.session.get(SETUP_SESSION_KEY)
+            if token and setup_token_matches(token):
+                request.session[SETUP_SESSION_KEY] = token
+                return True
+            request.first_admin_needed = True  # the closed page says how to become the admin
+            return False
+        request.session.pop(SETUP_SESSION_KEY, None)
         mode = instance_settings_get().signup_mode
         if mode == SignupMode.OPEN:
             return True
@@ -35,7 +47,15 @@ class AccountAdapter(DefaultAccountAdapter):
         return email
 
     def save_user(self, request: HttpRequest, user: User, form, commit: bool = True) -> User:
-        user = super().save_user(request, user, form, commit=commit)
-        token = request.session.pop(INVITE_SESSION_KEY, None)
-        invitation = invitation_find_open(token=token, email=user.email) if token else None
-        return user_signup_complete(user=user, invitation=invitation)
+        # One transaction: an account whose invitation or setup token was used by someone
+        # else a moment before is not kept (the signup views show the refusal on the form).
+        with transaction.atomic():
+            user = super().save_user(request, user, form, commit=commit)
+            user = user_signup_complete(
+                user=user,
+                invitation_token=request.session.get(INVITE_SESSION_KEY),
+                setup_token=request.session.get(SETUP_SESSION_KEY),
+            )
+        request.session.pop(INVITE_SESSION_KEY, None)
+        request.session.pop(SETUP_SESSION_KEY, None)
+        return user

@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.db.models import Count, OuterRef, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -9,6 +8,7 @@ from localai_site.core.admin_actions import confirmed_action
 from localai_site.core.privacy import user_erase
 
 from . import services
+from .forms import AdminUserChangeForm
 from .models import (
     Consent,
     CrashReport,
@@ -109,6 +109,12 @@ class UserAdmin(DataRightsActions, BaseUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
     readonly_fields = ["analytics_enabled", "policy_version_reviewed"]
+    form = AdminUserChangeForm
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)  # in the admin's transaction
+        if change:
+            form.avatar_forget_replaced()
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -135,6 +141,9 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
     ]  # fmt: skip
     actions = ["carry_out"]
 
+    class Media:
+        css = {"all": ["accounts/admin.css"]}  # the deadline's colours
+
     def has_module_permission(self, request):
         return request.user.has_perm(HANDLE_PERMISSION)
 
@@ -160,9 +169,9 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
             return text
         left = obj.deadline - timezone.now()
         if left.total_seconds() < 0:
-            return format_html('<strong style="color:#c62f2f">{} · overdue</strong>', text)
+            return format_html('<strong class="due-late">{} · overdue</strong>', text)
         if left < DUE_SOON:
-            return format_html('<strong style="color:#b26a00">{} · {} days left</strong>', text, left.days)
+            return format_html('<strong class="due-soon">{} · {} days left</strong>', text, left.days)
         return text
 
     def save_model(self, request, obj, form, change):
@@ -272,39 +281,33 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 class CrashReportAdmin(admin.ModelAdmin):
     """Errors kept on this instance (scrubbed), deleted after the retention period."""
 
-    list_display = ["created_at", "exception_type", "short_message", "source", "occurrences", "request_path"]
+    list_display = [
+        "last_seen_at", "exception_type", "short_message", "source", "occurrences", "created_at",
+        "request_path",
+    ]  # fmt: skip
     list_filter = ["source", "exception_type", "release"]
     search_fields = ["message", "exception_type", "request_path", "fingerprint"]
-    date_hierarchy = "created_at"
+    date_hierarchy = "last_seen_at"
     fields = [
-        "created_at", "exception_type", "message", "traceback_shown", "source", "logger",
-        "request_method", "request_path", "release", "fingerprint",
+        "last_seen_at", "created_at", "count", "exception_type", "message", "traceback_shown", "source",
+        "logger", "request_method", "request_path", "release", "fingerprint",
     ]  # fmt: skip
     readonly_fields = fields
 
+    class Media:
+        css = {"all": ["accounts/admin.css"]}  # the traceback's wrapping
+
     @admin.display(description="Traceback")
     def traceback_shown(self, obj: CrashReport) -> str:
-        return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', obj.traceback)
-
-    def get_queryset(self, request):
-        same = CrashReport.objects.filter(fingerprint=OuterRef("fingerprint")).values("fingerprint")
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(same_count=Subquery(same.annotate(n=Count("pk")).values("n")[:1]))
-        )
+        return format_html('<pre class="traceback">{}</pre>', obj.traceback)
 
     @admin.display(description="Message")
     def short_message(self, obj: CrashReport) -> str:
         return obj.message[:100]
 
-    @admin.display(description="Seen", ordering="same_count")
+    @admin.display(description="Seen", ordering="count")
     def occurrences(self, obj: CrashReport) -> str:
-        url = reverse("admin:accounts_crashreport_changelist") + f"?fingerprint={obj.fingerprint}"
-        return format_html('<a href="{}">{}×</a>', url, obj.same_count)
-
-    def lookup_allowed(self, lookup, value, request=None):
-        return lookup == "fingerprint" or super().lookup_allowed(lookup, value, request)
+        return f"{obj.count}×"
 
     def has_add_permission(self, request):
         return False

@@ -11,11 +11,13 @@ class AccountsConfig(AppConfig):
         from django.core import checks
         from django.db.models.signals import post_delete, post_save
 
-        from .checks import retention_within_promises
+        from .checks import DEPLOY_CHECKS, retention_within_promises
         from .models import User
         from .receivers import sign_in_recorded, sockets_closed_on_logout, sockets_rechecked_on_account_change
 
         checks.register(retention_within_promises)
+        for check in DEPLOY_CHECKS:
+            checks.register(check, checks.Tags.security, deploy=True)
         user_logged_in.connect(sign_in_recorded, dispatch_uid="accounts.sign_in_recorded")
         user_logged_out.connect(sockets_closed_on_logout, dispatch_uid="accounts.sockets_closed_on_logout")
         post_save.connect(

@@ -1,5 +1,6 @@
 from allauth.core import context
 from django import forms
+from django.contrib.auth.forms import UserChangeForm
 from django.db import transaction
 
 from localai_site.core.files import files_delete_after_commit
@@ -12,15 +13,9 @@ MAX_AVATAR_BYTES = 2 * 1024 * 1024
 DELETE_WORD = "DELETE"
 
 
-class ProfileForm(forms.ModelForm):
-    class Meta:
-        model = User
-        fields = ["display_name", "avatar", "local_only"]
-        labels = {"local_only": "Local models only"}
-        help_texts = {
-            "display_name": "Shown in the app instead of your email address.",
-            "local_only": "Never send anything I write to a cloud provider, whatever model I pick.",
-        }
+class AvatarFileMixin:
+    """For a ModelForm of a User (the profile page, the admin's user page): the picture's size
+    limit, and a replaced or cleared picture leaves storage with the row that named it."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -32,12 +27,41 @@ class ProfileForm(forms.ModelForm):
             raise forms.ValidationError("The picture is larger than 2 MB; please choose a smaller one.")
         return avatar
 
+    def avatar_forget_replaced(self) -> None:
+        """Call in the transaction that saves the user."""
+        if self.instance.avatar.name != self.stored_avatar.name:
+            files_delete_after_commit([self.stored_avatar])
+
+
+class ProfileForm(AvatarFileMixin, forms.ModelForm):
+    class Meta:
+        model = User
+        fields = ["display_name", "avatar", "local_only", "theme"]
+        labels = {"local_only": "Local models only", "theme": "Appearance"}
+        help_texts = {
+            "display_name": "Shown in the app instead of your email address.",
+            "local_only": "Never send anything I write to a cloud provider, whatever model I pick.",
+            "theme": "System follows your device's light or dark setting.",
+        }
+        widgets = {"theme": forms.RadioSelect(attrs={"class": "choice-row"})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["theme"].required = False
+
+    def clean_theme(self) -> str:
+        # A form without it (a profile page left open across the upgrade that added it) keeps it.
+        return self.cleaned_data["theme"] or self.instance.theme
+
     @transaction.atomic
     def save(self, commit: bool = True) -> User:
-        # A replaced or cleared picture leaves storage with the row that named it.
-        if commit and self.instance.avatar.name != self.stored_avatar.name:
-            files_delete_after_commit([self.stored_avatar])
+        if commit:
+            self.avatar_forget_replaced()
         return super().save(commit)
+
+
+class AdminUserChangeForm(AvatarFileMixin, UserChangeForm):
+    pass
 
 
 class AccountDeleteForm(forms.Form):

@@ -39,6 +39,14 @@ def avatar_path(user: User, filename: str) -> str:
     return f"avatars/{user.pk}/{secrets.token_hex(8)}.{suffix}"
 
 
+class Theme(models.TextChoices):
+    """How the app looks to a person: ``system`` follows the device's light or dark setting."""
+
+    SYSTEM = "system", "System"
+    LIGHT = "light", "Light"
+    DARK = "dark", "Dark"
+
+
 class User(AbstractUser):
     """A person with an account. The email address is the login."""
 
@@ -52,6 +60,7 @@ class User(AbstractUser):
         default=False, help_text="Never send anything of mine to a cloud provider."
     )
     default_model = models.CharField(max_length=200, blank=True)
+    theme = models.CharField(max_length=6, choices=Theme.choices, default=Theme.SYSTEM)
     default_persona = models.ForeignKey(
         "chat.Persona", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -380,21 +389,27 @@ class CrashSource(models.TextChoices):
 
 
 class CrashReport(models.Model):
-    """An error stored on this instance, scrubbed of message content, addresses and secrets."""
+    """An error stored on this instance, scrubbed of message content, addresses and secrets.
+
+    One row per failure (its fingerprint): the text is of its latest occurrence, ``created_at``
+    the first, ``count`` how many were logged.
+    """
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    last_seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+    count = models.PositiveIntegerField(default=1)
     source = models.CharField(max_length=10, choices=CrashSource.choices)
     logger = models.CharField(max_length=100)
     exception_type = models.CharField(max_length=200)
     message = models.TextField()
     traceback = models.TextField()
-    fingerprint = models.CharField(max_length=40, db_index=True)
+    fingerprint = models.CharField(max_length=40, unique=True)
     request_method = models.CharField(max_length=10, blank=True)
     request_path = models.CharField(max_length=300, blank=True)
     release = models.CharField(max_length=40)
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-last_seen_at"]
 
     def __str__(self) -> str:
         return f"{self.exception_type}: {self.message[:80]}"

@@ -20,6 +20,7 @@ register(
             "last_login",
             "local_only",
             "default_model",
+            "theme",
             "processing_restricted",
         ),  # fmt: skip
         files=("avatar",),

@@ -11,11 +11,16 @@ from .models import (
     InstanceSettings,
     Invitation,
     PolicyVersion,
+    User,
 )
 
 
 def instance_settings_get() -> InstanceSettings:
     return InstanceSettings.load()
+
+
+def admin_exists() -> bool:
+    return User.objects.filter(is_superuser=True).exists()
 
 
 def invitation_find_open(*, token: str, email: str | None = None) -> Invitation | None:
@@ -61,4 +66,4 @@ def consents_of(*, user) -> list[Consent]:
 
 
 def crash_reports_recent(*, days: int) -> int:
-    return CrashReport.objects.filter(created_at__gte=timezone.now() - timedelta(days=days)).count()
+    return CrashReport.objects.filter(last_seen_at__gte=timezone.now() - timedelta(days=days)).count()

@@ -24,6 +24,7 @@ from .models import (
     DataSubjectRequest,
     ExportArchive,
     ExportStatus,
+    InstanceSettings,
     Invitation,
     PolicyVersion,
     Regime,
@@ -37,20 +38,41 @@ from .selectors import (
     policy_current,
     policy_label,
 )
+from .setup_token import setup_token_discard, setup_token_matches
 
 
 @transaction.atomic
-def user_signup_complete(*, user: User, invitation: Invitation | None) -> User:
-    """Runs once per new account: the first account on an instance administers it."""
-    is_first = not User.objects.exclude(pk=user.pk).exists()
-    if is_first:
+def user_signup_complete(
+    *, user: User, invitation_token: str | None = None, setup_token: str | None = None
+) -> User:
+    """Runs once per new account, in the transaction that created it: uses up the invitation
+    it came with, and makes it the admin when it came with the setup token while the instance
+    has none. Raises a Refusal (the caller rolls the account back) when another signup used
+    either a moment before."""
+    if setup_token is not None:
+        # Locked: two first signups at once must leave exactly one admin.
+        InstanceSettings.load_locked()
+        if User.objects.filter(is_superuser=True).exclude(pk=user.pk).exists():
+            raise Refusal(
+                "admin_exists", "This instance has its admin now: sign in, or ask them for an account."
+            )
+        if not setup_token_matches(setup_token):
+            raise Refusal(
+                "setup_token_wrong", "This setup link is not valid; use the one the server printed."
+            )
         user.is_staff = True
         user.is_superuser = True
         user.save(update_fields=["is_staff", "is_superuser"])
-    if invitation is not None:
-        invitation.accepted_by = user
-        invitation.accepted_at = timezone.now()
-        invitation.save(update_fields=["accepted_by", "accepted_at"])
+        transaction.on_commit(setup_token_discard)
+    if invitation_token is not None:
+        # A conditional update: of two signups with one invitation, one account is made.
+        claimed = (
+            Invitation.objects.filter(token=invitation_token, accepted_at__isnull=True)
+            .filter(Q(email="") | Q(email__iexact=user.email))
+            .update(accepted_by=user, accepted_at=timezone.now())
+        )
+        if not claimed:
+            raise Refusal("invitation_used", "This invitation has already been used; ask for a new one.")
     return user
 
 

@@ -1,3 +1,5 @@
+from allauth.account import views as allauth_account_views
+from allauth.socialaccount import views as allauth_social_views
 from django.contrib import admin, messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required, permission_required
@@ -133,7 +135,11 @@ def account_delete(request):
     if request.method == "POST" and form.is_valid():
         user = request.user
         logout(request)
-        user_erase(user=user)
+        try:
+            user_erase(user=user)
+        except Refusal as refusal:  # a step outside this database (Stripe) could not be done
+            refusal_message(request, refusal)
+            return redirect("account_login")
         messages.success(request, "Your account and everything kept about you were erased.")
         return redirect("account_login")
     return render(request, "accounts/account_delete.html", {"form": form})
@@ -174,3 +180,23 @@ def analytics_dashboard(request):
         "crash_count": selectors.crash_reports_recent(days=7),
     }
     return render(request, "admin/analytics.html", context)
+
+
+class _RefusalShownOnTheForm:
+    """A signup refused at the last moment (its invitation or the setup token used by
+    someone else a moment before) shows the form again with the reason."""
+
+    def form_valid(self, form):
+        try:
+            return super().form_valid(form)
+        except Refusal as refusal:
+            form.add_error(None, refusal.message)
+            return self.form_invalid(form)
+
+
+class SignupView(_RefusalShownOnTheForm, allauth_account_views.SignupView):
+    pass
+
+
+class SocialSignupView(_RefusalShownOnTheForm, allauth_social_views.SignupView):
+    pass

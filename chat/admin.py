@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count
 
 from . import services
 from .models import CloudModel, CloudProvider, Conversation, Message, Persona
@@ -9,16 +10,30 @@ from .providers.cloud import PRESET_BASE_URLS
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    """Metadata only: reading people's conversations is not part of running the instance."""
+    """Metadata only: reading people's conversations is not part of running the instance.
+    Nothing here shows a title or a message (a conversation is named by its id): data
+    requests are answered by the export and erasure actions, not by reading."""
 
-    list_display = ["id", "owner", "model", "provider", "created_at", "updated_at"]
+    list_display = ["id", "owner", "model", "provider", "message_count", "created_at", "updated_at"]
     list_filter = ["provider"]
     search_fields = ["owner__email", "id"]
-    fields = ["owner", "model", "provider", "created_at", "updated_at"]
+    fields = ["id", "owner", "model", "provider", "message_count", "created_at", "updated_at"]
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(message_count=Count("messages"))
+
+    @admin.display(description="Messages", ordering="message_count")
+    def message_count(self, obj: Conversation) -> int:
+        return obj.message_count
 
     def has_add_permission(self, request):
         return False
+
+    def get_deleted_objects(self, objs, request):
+        # The confirmation counts what goes by kind, without naming the files given in it.
+        _, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        return [str(conversation) for conversation in objs], model_count, perms_needed, protected
 
     # Through the service, so a reply being written stops and the files given in it go too.
     def delete_model(self, request, obj):
@@ -128,10 +143,27 @@ class CloudProviderAdmin(admin.ModelAdmin):
                 )
 
 
+def _is_private(persona: Persona | None) -> bool:
+    return persona is not None and persona.owner_id is not None and not persona.is_shared
+
+
 @admin.register(Persona)
 class PersonaAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner", "is_shared", "is_builtin", "default_model", "temperature"]
+    """Shared and built-in personas in full. A person's private one by its metadata only, and
+    read-only: its description and prompt are their words, and sharing it would publish them."""
+
+    list_display = ["name", "owner", "is_shared", "is_builtin", "default_model", "temperature", "created_at"]
     list_filter = ["is_shared", "is_builtin"]
     search_fields = ["name"]
     fields = ["name", "description", "system_prompt", "default_model", "temperature", "is_shared", "owner"]
+    private_fields = ["id", "name", "owner", "default_model", "temperature", "is_shared", "created_at"]
     raw_id_fields = ["owner"]
+
+    def get_fields(self, request, obj=None):
+        return self.private_fields if _is_private(obj) else self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.private_fields if _is_private(obj) else ()
+
+    def has_change_permission(self, request, obj=None):
+        return not _is_private(obj) and super().has_change_permission(request, obj)

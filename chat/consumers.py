@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-from channels.db import database_sync_to_async
-
 from localai_site.core.refusals import Refusal
-from localai_site.core.sockets import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, LiveConsumer
+from localai_site.core.sockets import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, LiveConsumer, database_work
 
 from . import selectors, services
 from .events import message_event, sync_event
@@ -22,14 +20,14 @@ class ChatConsumer(LiveConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.conversation = await database_sync_to_async(selectors.conversation_get_owned)(
+        self.conversation = await database_work(selectors.conversation_get_owned)(
             user=user, conversation_id=self.scope["url_route"]["kwargs"]["conversation_id"]
         )
         if self.conversation is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
         await self.join(self.conversation.group_name)
-        await database_sync_to_async(services.replies_fail_stale)(conversation=self.conversation)
+        await database_work(services.replies_fail_stale)(conversation=self.conversation)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         frame = frame_parse(
@@ -43,28 +41,28 @@ class ChatConsumer(LiveConsumer):
 
     async def _handle(self, frame: ClientFrame) -> None:
         if isinstance(frame, SendFrame):
-            user_message, reply = await database_sync_to_async(services.message_send)(
+            user_message, reply = await database_work(services.message_send)(
                 conversation=self.conversation, content=frame.content, model_id=frame.model
             )
             await self._tell_if_not_queued(user_message, reply)
         elif isinstance(frame, RegenerateFrame):
-            reply = await database_sync_to_async(services.reply_regenerate)(
+            reply = await database_work(services.reply_regenerate)(
                 conversation=self.conversation, message_id=frame.message_id
             )
             await self._tell_if_not_queued(reply)
         elif isinstance(frame, EditFrame):
-            reply = await database_sync_to_async(services.message_edit)(
+            reply = await database_work(services.message_edit)(
                 conversation=self.conversation, message_id=frame.message_id, content=frame.content
             )
             await self._tell_if_not_queued(reply)
         elif isinstance(frame, StopFrame):
-            stopped = await database_sync_to_async(services.reply_stop)(
+            stopped = await database_work(services.reply_stop)(
                 conversation=self.conversation, message_id=frame.message_id
             )
             if frame.message_id is not None and not stopped:
                 raise Refusal("not_found", "There is no reply being written with that id here.")
         else:
-            state = await database_sync_to_async(selectors.messages_state)(
+            state = await database_work(selectors.messages_state)(
                 conversation=self.conversation, message_ids=frame.message_ids
             )
             await self.send_json(sync_event(state))

@@ -7,8 +7,10 @@ its texts in place. Not the frames themselves (``events``) nor the live text (``
 
 from __future__ import annotations
 
+import html as html_entities
 from dataclasses import dataclass
 
+from django.utils.html import strip_tags
 from django.utils.safestring import SafeString, mark_safe
 
 from localai_site.core.markdown import markdown_to_html
@@ -20,6 +22,12 @@ _STATUS_WORDS = {
     MessageStatus.STREAMING: "Writing…",
     MessageStatus.STOPPED: "Stopped",
 }
+_ENDINGS: dict[str, str] = {
+    MessageStatus.DONE: "Reply finished",
+    MessageStatus.STOPPED: "Reply stopped",
+    MessageStatus.FAILED: "Reply failed",
+}
+ANNOUNCED_WORDS = 25  # enough to tell which reply it is; the whole text is a keystroke away
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,8 @@ class MessageDisplay:
     context: str
     # Sanitised HTML of a finished reply; None while it streams and for the person's own words.
     html: SafeString | None
+    # What a screen reader says once when a reply ends (the chat page's live region); "" otherwise.
+    announcement: str
 
 
 def recipient_label(provider: str) -> str:
@@ -66,12 +76,26 @@ def _context(message: Message) -> str:
     return f"{n} earlier message{'' if n == 1 else 's'} left out to fit the model's context"
 
 
+def _announcement(message: Message, html: str | None) -> str:
+    """Said once when a reply ends: how it ended, then its first words as read (not its Markdown)."""
+    if message.role != Role.ASSISTANT or message.is_active:
+        return ""
+    words = html_entities.unescape(strip_tags(html)).split() if html else []
+    first_words = " ".join(words[:ANNOUNCED_WORDS]) + ("…" if len(words) > ANNOUNCED_WORDS else "")
+    ending = _ENDINGS[message.status]
+    if message.status == MessageStatus.FAILED and message.error:
+        ending = f"{ending} ({message.error})"
+    return f"{ending}: {first_words}" if first_words else ending
+
+
 def message_display(message: Message) -> MessageDisplay:
     finished_reply = message.role == Role.ASSISTANT and not message.is_active and message.content
+    html = mark_safe(markdown_to_html(message.content)) if finished_reply else None  # noqa: S308 - sanitised by nh3
     return MessageDisplay(
         status=_status_words(message),
         model=f"{_model_name(message.model)} · {recipient_label(message.provider)}",
         stats=_stats(message),
         context=_context(message),
-        html=mark_safe(markdown_to_html(message.content)) if finished_reply else None,  # noqa: S308 - sanitised by nh3
+        html=html,
+        announcement=_announcement(message, html),
     )

@@ -110,6 +110,11 @@ class Conversation(models.Model):
         indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
 
     def __str__(self) -> str:
+        # Not the title: it is the person's words, and admin pages and history show this.
+        return f"Conversation {self.pk}"
+
+    @property
+    def display_title(self) -> str:
         return self.title or "New chat"
 
     @property

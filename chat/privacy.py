@@ -1,5 +1,19 @@
-from localai_site.core.privacy import PersonalData, PrivacyPanel, register, register_panel, register_section
+from collections.abc import Iterator
 
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from localai_site.core.privacy import (
+    ExportPage,
+    PersonalData,
+    PrivacyPanel,
+    register,
+    register_pages,
+    register_panel,
+    register_section,
+)
+
+from .display import message_display
 from .models import Conversation, Message, Persona, Upload
 from .selectors import conversation_counts, recipients_of, uploads_for
 
@@ -47,6 +61,28 @@ register(
     ),
 )
 
+
+def conversation_pages(user) -> Iterator[ExportPage]:
+    """Each conversation as a page to read: who wrote each message, when, with which model
+    and who received it, and the files given in it (linked to their copies in the archive)."""
+    conversations = Conversation.objects.filter(owner=user).select_related("persona").order_by("-updated_at")
+    for conversation in conversations.iterator(chunk_size=100):
+        messages = [(m, message_display(m)) for m in conversation.messages.all()]
+        uploads = conversation.uploads.order_by("created_at")
+        html = render_to_string(
+            "chat/export_conversation.html",
+            {"conversation": conversation, "messages": messages, "uploads": uploads},
+        )
+        count, last = len(messages), timezone.localtime(conversation.updated_at)
+        yield ExportPage(
+            path=f"conversations/{conversation.pk}.html",
+            title=conversation.display_title,
+            html=html,
+            summary=f"{count} message{'' if count == 1 else 's'}, last {last:%Y-%m-%d %H:%M}",
+        )
+
+
+register_pages("Your conversations", conversation_pages)
 register_section("recipients", lambda user: recipients_of(user=user))
 register_panel(
     PrivacyPanel(

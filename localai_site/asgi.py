@@ -7,11 +7,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat.routing import websocket_urlpatterns as chat_sockets  # noqa: E402
 from localai_site.core.realtime import BindPublisherLoop  # noqa: E402
-from localai_site.middleware import TrustedProxyHeaders  # noqa: E402
+from localai_site.middleware import SameOriginSockets, TrustedProxyHeaders  # noqa: E402
 from models_hub.routing import websocket_urlpatterns as hub_sockets  # noqa: E402
 
 application = TrustedProxyHeaders(
@@ -19,9 +18,7 @@ application = TrustedProxyHeaders(
         ProtocolTypeRouter(
             {
                 "http": django_asgi_app,
-                "websocket": AllowedHostsOriginValidator(
-                    AuthMiddlewareStack(URLRouter([*chat_sockets, *hub_sockets]))
-                ),
+                "websocket": SameOriginSockets(AuthMiddlewareStack(URLRouter([*chat_sockets, *hub_sockets]))),
             }
         )
     )

@@ -6,13 +6,18 @@ The apps are imported only once ``django.setup()`` has run: a command reads its 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
 
 from localai_site.core.env import env_int, env_str
 from localai_site.core.queues import Queue
+
+if TYPE_CHECKING:
+    from django.core.checks import CheckMessage
 
 
 def _setup_django() -> None:
@@ -20,6 +25,40 @@ def _setup_django() -> None:
     import django
 
     django.setup()
+
+
+def reachable_from_other_machines(host: str) -> bool:
+    """Whether ``localai serve --host host`` answers more than this machine."""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return True  # any other host name may resolve to a public address
+
+
+def deploy_warnings() -> list[CheckMessage]:
+    """What is unsafe on an instance other machines reach: the checks ``check --deploy`` runs."""
+    from django.core.checks import Tags, run_checks
+
+    # Every deploy check is tagged security (Django's and accounts/checks.py's).
+    found = run_checks(include_deployment_checks=True, tags=[Tags.security])
+    return [message for message in found if not message.is_silenced()]
+
+
+def _deploy_warnings_print(host: str) -> None:
+    warnings = deploy_warnings()
+    if not warnings:
+        return
+    print(
+        f"Warning: {host} is reachable from other machines, and this instance is not set up for that:",
+        file=sys.stderr,
+    )
+    for warning in warnings:
+        print(f"  - {warning.msg} ({warning.id})", file=sys.stderr)
+        if warning.hint:
+            print(f"    Fix: {warning.hint}", file=sys.stderr)
+    print("  (`localai check --deploy` lists them again.)", file=sys.stderr, flush=True)
 
 
 def serve(argv: list[str]) -> None:
@@ -52,10 +91,22 @@ def serve(argv: list[str]) -> None:
 
     from daphne.cli import CommandLineInterface
 
+    if reachable_from_other_machines(args.host):
+        _deploy_warnings_print(args.host)
     mode = "scaled (Redis)" if settings.SCALED else "embedded"
     print(
         f"LocalAI is running in {mode} mode at http://{args.host}:{args.port}/  (Ctrl+C to stop)", flush=True
     )
+    from accounts.setup_token import setup_token_pending
+
+    setup_token = setup_token_pending()
+    if setup_token is not None:
+        print(
+            "No admin yet. To become the admin, sign up at "
+            f"http://{args.host}:{args.port}/accounts/signup/?setup={setup_token}  "
+            "(or run `localai createsuperuser`)",
+            flush=True,
+        )
     # No --proxy-headers: forwarded headers are checked against TRUSTED_PROXIES in the app.
     CommandLineInterface().run(
         ["--bind", args.host, "--port", str(args.port), "localai_site.asgi:application"]

@@ -1,9 +1,14 @@
-"""What stands in front of the apps: the probes (Django middleware) and the check of
-forwarded headers (ASGI middleware, around the whole application)."""
+"""What stands in front of the apps: the probes and the Content-Security-Policy (Django
+middleware), the check of forwarded headers (ASGI middleware, around the whole
+application) and the origin check of websockets (ASGI middleware, in front of the sockets)."""
 
 import ipaddress
+from io import BytesIO
 
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest
 from django.http import JsonResponse
 
 from . import probes
@@ -23,12 +28,45 @@ class ProbeMiddleware:
             return JsonResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
         if request.path_info == "/readyz":
             ready, report = probes.readiness()
+            shown = report if probes.details_shown_to(request) else {}
             return JsonResponse(
-                {"status": "ready" if ready else "not ready", **report},
+                {"status": "ready" if ready else "not ready", **shown},
                 status=200 if ready else 503,
                 headers={"Cache-Control": "no-store"},
             )
         return self.get_response(request)
+
+
+class ContentSecurityPolicyMiddleware:
+    """Every response says where its page may load scripts, styles and connections from:
+    this site only, so that markup slipping past the Markdown sanitiser can run nothing.
+
+    No page has an inline script, an inline handler or a style attribute, nor does the admin
+    of Django 5.2 (tests/test_every_url.py checks every page), so no nonce is needed. ``'self'``
+    covers the page's own websockets too (CSP3: ws/wss of the same host). Sign-in forms post
+    here and are redirected to the provider, and Chromium checks ``form-action`` on that
+    redirect: the configured providers' sign-in origins are allowed there, and Stripe's
+    Checkout and Customer Portal when billing is on."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        directives = {
+            "default-src": ["'self'"],
+            "script-src": ["'self'"],
+            "style-src": ["'self'"],
+            "img-src": ["'self'", "data:"],  # data: for the favicon in base.html
+            "connect-src": ["'self'"],
+            "object-src": ["'none'"],
+            "base-uri": ["'self'"],
+            "form-action": ["'self'", *settings.SOCIAL_SIGN_IN_ORIGINS, *settings.BILLING_REDIRECT_ORIGINS],
+            "frame-ancestors": ["'none'"],
+        }
+        self.policy = "; ".join(f"{name} {' '.join(sources)}" for name, sources in directives.items())
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", self.policy)
+        return response
 
 
 def _is_trusted_proxy(address: str) -> bool:
@@ -77,3 +115,35 @@ class TrustedProxyHeaders:
         chain = b",".join(value for name, value in headers if name == b"x-forwarded-for")
         client = _client_behind([part.strip() for part in chain.decode("latin-1").split(",") if part.strip()])
         return {**scope, "client": (client, 0)} if client else scope
+
+
+class SameOriginSockets:
+    """Opens a websocket only for a page of this site, as Django's CSRF check decides for a
+    form: its Origin is the socket's own scheme, host and port (with ``BEHIND_PROXY``, the
+    scheme and host the trusted proxy forwards) or one of ``CSRF_TRUSTED_ORIGINS``, and its
+    host is one of ``ALLOWED_HOSTS``. Channels' ``AllowedHostsOriginValidator`` compares host
+    names only, so a page on another port or over plain HTTP could drive a person's socket."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and not _same_origin(scope):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def _same_origin(scope: dict) -> bool:
+    origin = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"origin"), None)
+    if origin is None:
+        return False
+    # The handshake read as the page request it is (ws is http, wss is https), so that Django
+    # applies ALLOWED_HOSTS and the forwarded host and scheme its settings trust.
+    handshake = ASGIRequest(
+        {**scope, "method": "GET", "scheme": "https" if scope.get("scheme") == "wss" else "http"}, BytesIO()
+    )
+    try:
+        own = f"{handshake.scheme}://{handshake.get_host()}"
+    except DisallowedHost:
+        return False
+    return origin == own or origin in settings.CSRF_TRUSTED_ORIGINS

@@ -1,7 +1,8 @@
 """The periodic tasks of ``CELERY_BEAT_SCHEDULE``, run by `localai serve` in embedded mode.
 
 Scaled mode has Celery beat; the embedded instance has no beat process, yet retention
-must still be enforced and orphaned replies failed, so a thread plays beat's part.
+must still be enforced, expired sessions cleared and orphaned replies failed, so a thread
+plays beat's part.
 """
 
 from __future__ import annotations

@@ -91,6 +91,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "localai_site.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "localai_site.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -203,6 +204,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # Stripe events whose task was lost, or that came while Stripe could not be read back.
+    "retry-stripe-events": {"task": "billing.retry_events", "schedule": 300.0, "options": {"expires": 300}},
+    "clear-expired-sessions": {
+        "task": "accounts.clear_expired_sessions",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -215,6 +223,12 @@ CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 64 * 1024, minimum=1024, 
 # Frames one socket may send: this many at once, refilled at the rate per minute.
 SOCKET_FRAME_BURST = env_int("SOCKET_FRAME_BURST", 20, minimum=1, maximum=100_000)
 SOCKET_FRAMES_PER_MINUTE = env_int("SOCKET_FRAMES_PER_MINUTE", 60, minimum=1, maximum=1_000_000)
+# Frames one person may send in a clock minute across all their sockets and web processes.
+SOCKET_PERSON_FRAMES_PER_MINUTE = env_int(
+    "SOCKET_PERSON_FRAMES_PER_MINUTE", 120, minimum=1, maximum=1_000_000
+)
+# Threads of a web process running its sockets' database work (each may hold a connection).
+SOCKET_DATABASE_THREADS = env_int("SOCKET_DATABASE_THREADS", 8, minimum=1, maximum=256)
 CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 1024, minimum=1, maximum=1_000_000)
 CHAT_TEMPERATURE = env_float("CHAT_TEMPERATURE", 0.7, minimum=0, maximum=2)
 # Deltas go to the socket in batches: one every interval, the first token at once.
@@ -234,6 +248,23 @@ UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_MB", 25, minimum=1, maximum=100_000) * 10
 # connect is retried before the reply fails.
 CLOUD_TIMEOUT_S = env_float("CLOUD_TIMEOUT_S", 60, minimum=1, maximum=3600)
 CLOUD_CONNECT_ATTEMPTS = env_int("CLOUD_CONNECT_ATTEMPTS", 3, minimum=1, maximum=20)
+
+# --- Billing ----------------------------------------------------------------------------
+# Stripe's secret key turns billing on (README, "Billing"); without it plans are assigned by
+# admins and nothing is sold. The API base is Stripe's, or a test double's on loopback.
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
+STRIPE_API_BASE = env_url("STRIPE_API_BASE", "https://api.stripe.com")
+BILLING_ENABLED = bool(STRIPE_SECRET_KEY)
+# Checkout and the Customer Portal are Stripe's pages: the plan page's forms redirect there.
+BILLING_REDIRECT_ORIGINS = (
+    ["https://checkout.stripe.com", "https://billing.stripe.com"] if BILLING_ENABLED else []
+)
+if BILLING_ENABLED and not STRIPE_WEBHOOK_SECRET:
+    raise ImproperlyConfigured(
+        "STRIPE_WEBHOOK_SECRET (whsec_…, from the webhook endpoint in Stripe) "
+        "is needed with STRIPE_SECRET_KEY."
+    )
 
 # --- Local models -----------------------------------------------------------------------
 # The cores this process may use (a container's cpuset or taskset), not the host's count.
@@ -269,7 +300,13 @@ RETENTION_DAYS = {
     # Raw analytics events are counted into daily totals and deleted once their day is over.
     "analytics_events": env_int("RETENTION_ANALYTICS_EVENTS_DAYS", 1, minimum=1, maximum=365),
     "finished_data_requests": env_int("RETENTION_DATA_REQUESTS_DAYS", 3 * 365, minimum=30, maximum=36_500),
+    # Invoices are kept for tax law (ten years in much of the EU), without the person once erased.
+    "invoices": env_int("RETENTION_INVOICES_DAYS", 10 * 365, minimum=365, maximum=36_500),
+    # Ids of Stripe events seen: a retry comes within three days.
+    "stripe_events": env_int("RETENTION_STRIPE_EVENTS_DAYS", 30, minimum=4, maximum=3650),
 }
+# New kinds of crash report stored per hour; repeats of a stored one only raise its count.
+CRASH_REPORTS_PER_HOUR = env_int("CRASH_REPORTS_PER_HOUR", 60, minimum=1, maximum=100_000)
 # Data downloads one person may ask for in 24 hours (admins answering a request are not counted).
 EXPORTS_PER_DAY = env_int("EXPORTS_PER_DAY", 3, minimum=1, maximum=1000)
 
@@ -294,11 +331,15 @@ LOGIN_REDIRECT_URL = "chat:home"
 LOGIN_URL = "account_login"
 
 SOCIALACCOUNT_PROVIDERS: dict[str, dict] = {}
+# Where each configured provider's sign-in page is: the Content-Security-Policy's form-action
+# must allow it (localai_site/middleware.py).
+SOCIAL_SIGN_IN_ORIGINS: list[str] = []
 if env_str("GOOGLE_CLIENT_ID"):
     SOCIALACCOUNT_PROVIDERS["google"] = {
         "APPS": [{"client_id": env_str("GOOGLE_CLIENT_ID"), "secret": env_str("GOOGLE_CLIENT_SECRET")}],
         "SCOPE": ["email", "profile"],
     }
+    SOCIAL_SIGN_IN_ORIGINS.append("https://accounts.google.com")
 if env_str("APPLE_CLIENT_ID"):
     SOCIALACCOUNT_PROVIDERS["apple"] = {
         "APPS": [
@@ -310,10 +351,14 @@ if env_str("APPLE_CLIENT_ID"):
             }
         ]
     }
+    SOCIAL_SIGN_IN_ORIGINS.append("https://appleid.apple.com")
 # Only a configured provider is installed: an installed one without credentials has sign-in
 # routes that can only fail (500 and a crash report per visit).
 INSTALLED_APPS += [f"allauth.socialaccount.providers.{provider}" for provider in SOCIALACCOUNT_PROVIDERS]
 SOCIALACCOUNT_FORMS = {"disconnect": "accounts.connections.ConnectionsForm"}
+# Google or Apple sign-up shows the signup form too: nobody gets an account without
+# confirming their age and being shown the policy (the form records both).
+SOCIALACCOUNT_AUTO_SIGNUP = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -341,6 +386,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Said instead by localai.W001 (accounts/checks.py), which names SECURE_COOKIES.
+SILENCED_SYSTEM_CHECKS = ["security.W012", "security.W016"]
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0, maximum=2 * 365 * 86_400)
 # /healthz and /readyz answer probes that use internal host names (localai_site/middleware.py).

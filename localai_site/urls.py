@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts.urls import policy_urlpatterns
-from accounts.views import admin_login, analytics_dashboard
+from accounts.views import SignupView, SocialSignupView, admin_login, analytics_dashboard
 
 admin.site.site_header = "LocalAI administration"
 admin.site.site_title = "LocalAI admin"
@@ -12,9 +12,14 @@ urlpatterns = [
     # Before the admin's own: its login view is replaced by the site's sign-in page.
     path("admin/login/", admin_login, name="admin_login"),
     path("admin/", admin.site.urls),
+    # Before allauth's own: the same views, showing a last-moment refusal on the form.
+    path("accounts/signup/", SignupView.as_view(), name="account_signup"),
+    path("accounts/3rdparty/signup/", SocialSignupView.as_view(), name="socialaccount_signup"),
     path("accounts/", include("allauth.urls")),
     path("settings/", include("accounts.urls")),
     path("privacy/", include(policy_urlpatterns)),
     path("hub/", include("models_hub.urls")),
+    path("billing/", include("billing.urls")),
+    path("", include("localai_site.app_shell")),
     path("", include("chat.urls")),
 ]

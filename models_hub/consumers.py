@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-from channels.db import database_sync_to_async
-
 from localai_site.core.refusals import Refusal
-from localai_site.core.sockets import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, LiveConsumer
+from localai_site.core.sockets import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, LiveConsumer, database_work
 
 from .events import HUB_GROUP
 from .permissions import can_manage_models
@@ -16,7 +14,7 @@ class HubConsumer(LiveConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
         # A staff member's permissions come from the database (a superuser's do not).
-        elif not await database_sync_to_async(can_manage_models)(self.user):
+        elif not await database_work(can_manage_models)(self.user):
             await self.close(code=CLOSE_FORBIDDEN)
         else:
             await self.join(HUB_GROUP)

@@ -72,16 +72,44 @@ def _connection(url: str) -> tuple[http.client.HTTPConnection, str]:
     return conn, f"{path}?{parts.query}" if parts.query else path
 
 
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    return (
+        parts.scheme,
+        (parts.hostname or "").lower(),
+        parts.port or (443 if parts.scheme == "https" else 80),
+    )
+
+
+def token_allowed(url: str) -> bool:
+    """Whether a request to ``url`` may carry the hub token: only to the hub's own scheme,
+    host and port. Storage the hub redirects to gets signed URLs, and must not see it."""
+    try:
+        return _origin(url) == _origin(settings.HF_ENDPOINT)
+    except ValueError:  # a port that is not a number
+        return False
+
+
+def redirect_target(current: str, location: str) -> str:
+    """Where a redirect from ``current`` leads; one from https to http is refused, since
+    whatever it fetched could be read and changed on the way."""
+    target = urljoin(current, location)
+    if urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https":
+        raise DownloadError(
+            f"The hub redirected the download from https to an unencrypted address "
+            f"({urlsplit(target).scheme}://{urlsplit(target).netloc}); it is not followed."
+        )
+    return target
+
+
 def _request(
     method: str, url: str, *, token: str, headers: dict[str, str] | None = None, follow: bool = True
 ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, str]:
-    """``method url``, following redirects when asked. The token goes only to the hub's own
-    host: storage the hub redirects to gets signed URLs, and must not see it."""
-    hub_host = urlsplit(settings.HF_ENDPOINT).netloc
+    """``method url``, following redirects when asked; the token only where ``token_allowed``."""
     for _ in range(_MAX_REDIRECTS + 1):
         conn, path = _connection(url)
         sent = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
-        if token and urlsplit(url).netloc == hub_host:
+        if token and token_allowed(url):
             sent["Authorization"] = f"Bearer {token}"
         try:
             conn.request(method, path, headers=sent)
@@ -90,9 +118,9 @@ def _request(
             conn.close()
             raise ConnectionError(f"Could not reach {urlsplit(url).netloc}: {exc}") from exc
         if follow and response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
-            response.read()
+            # A redirect's body says nothing we need, and may never end: it is not read.
             conn.close()
-            url = urljoin(url, response.getheader("Location"))
+            url = redirect_target(url, response.getheader("Location", ""))
             continue
         return conn, response, url
     raise DownloadError("The hub redirected the download too many times.")

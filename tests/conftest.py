@@ -46,6 +46,12 @@ def make_user(db):
 
 
 @pytest.fixture
+def admin(make_user) -> User:
+    """The instance's admin: while there is none, only the setup token lets anyone sign up."""
+    return make_user("admin@example.com", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
 def user(make_user) -> User:
     return make_user("ann@example.com", display_name="Ann")
 

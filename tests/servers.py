@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -13,6 +15,7 @@ import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,6 +24,42 @@ from tests.waiting import wait_until_started
 
 API_KEY = "sk-test-0123456789abcdef"
 LLAMA_ALIAS = "smollm2-loopback"
+
+
+def loopback_tls(folder: Path) -> tuple[ssl.SSLContext, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost: a server's TLS context, and the
+    certificate file a client trusts through ``SSL_CERT_FILE``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "loopback.crt", folder / "loopback.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context, cert_path
 
 
 def free_port() -> int:
@@ -172,21 +211,28 @@ class HubServer(ThreadingHTTPServer):
     ``X-Linked-Size`` and ``X-Repo-Commit``; storage serves the bytes with ``Range``
     support through ``sendfile``. ``/api/models/<repo>/tree/<revision>`` lists files.
 
+    With ``tls`` (``loopback_tls``) it answers https.
+
     Knobs for failures: ``rate`` (bytes/s), ``token`` (gated: 401 without it),
     ``metadata_headers`` (False: a mirror that only has the tree API),
-    ``drop_at`` (cut the connection once at each of these offsets)."""
+    ``drop_at`` (cut the connection once at each of these offsets), ``redirect_body``
+    (a GET's redirect announces this many body bytes, sends 64 KiB of them, then stalls)."""
 
     daemon_threads = True
 
-    def __init__(self, *, rate: int | None = None) -> None:
+    def __init__(self, *, rate: int | None = None, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _HubHandler)
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
         port = self.server_address[1]
-        self.endpoint = f"http://127.0.0.1:{port}"
-        self.storage = f"http://localhost:{port}"
+        scheme = "https" if tls is not None else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{port}"
+        self.storage = f"{scheme}://localhost:{port}"
         self.rate = rate
         self.token: str | None = None
         self.metadata_headers = True
         self.drop_at: list[int] = []
+        self.redirect_body = 0
         self.files: dict[tuple[str, str], HubFile] = {}
         self.requests: list[dict] = []
         self._lock = threading.Lock()
@@ -278,6 +324,14 @@ class _HubHandler(BaseHTTPRequestHandler):
                 "X-Linked-Size": str(hub_file.size),
                 "X-Repo-Commit": hub_file.commit,
             }
+        if self.command == "GET" and self.server.redirect_body:
+            self.send_response(302)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(self.server.redirect_body))
+            self.end_headers()
+            self.wfile.write(b"x" * 64 * 1024)
+            return
         self._empty(302, headers)
 
     def _tree(self, rest: str) -> None:
@@ -347,3 +401,43 @@ class _HubHandler(BaseHTTPRequestHandler):
                         time.sleep(ahead)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away (a cancelled download)
+
+
+class FakeGoogle(ThreadingHTTPServer):
+    """Google's OAuth endpoints as allauth's Google provider calls them once a person has
+    agreed on Google's page: ``POST /token`` trades the code for an access token, ``GET
+    /userinfo`` answers with ``profile``."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _GoogleHandler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.profile: dict[str, object] = {}
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _GoogleHandler(BaseHTTPRequestHandler):
+    server: FakeGoogle
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _json(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._json({"access_token": "google-access-token", "token_type": "Bearer", "expires_in": 3600})
+
+    def do_GET(self) -> None:
+        self._json(self.server.profile)

@@ -8,6 +8,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from html.parser import HTMLParser
 
 import pytest
 from allauth.account.forms import default_token_generator
@@ -18,13 +19,17 @@ from django.contrib import admin
 from django.contrib.admin import ModelAdmin
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
+from django.http import HttpResponse
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.urls.resolvers import RegexPattern
+from django.utils import timezone
 
 from accounts.models import CrashReport, CrashSource, DataSubjectRequest, Invitation, RequestKind, User
 from accounts.selectors import instance_settings_get
 from accounts.services import data_request_save, export_build, export_request, policy_publish
+from billing.models import Invoice, Plan
+from billing.services import plan_assign
 from chat.models import CloudModel, CloudProvider, CloudProviderKind, Message, Persona, Role
 from chat.services import cloud_provider_save, upload_save
 from models_hub.permissions import MANAGE_MODELS
@@ -154,6 +159,11 @@ def site(
     )  # fmt: skip
     Group.objects.create(name="Model keepers")
     instance_settings_get()
+    plan_assign(user=person, plan=Plan.objects.get_or_create(slug="free", defaults={"name": "Free"})[0])
+    Invoice.objects.create(
+        user=person, stripe_invoice_id="in_1", created_at=timezone.now(), amount=900, currency="eur",
+        status="paid", hosted_invoice_url="https://invoice.stripe.test/i/in_1", state_at=timezone.now(),
+    )  # fmt: skip
 
     return Site(
         people={"person": person, "staff": staff, "superuser": superuser},
@@ -178,12 +188,16 @@ def site(
     )
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_no_page_answers_a_server_error(site, role):
+def _listing(opened: dict[str, HttpResponse]) -> str:
+    return "\n".join(f"{response.status_code} {url}" for url, response in opened.items())
+
+
+def walk(site: Site, role: str) -> dict[str, HttpResponse]:
+    """Every route opened with GET as ``role``, with the ids ``site`` made: the answers by URL."""
     client = Client(raise_request_exception=False)
     if role != "anonymous":
         client.force_login(site.people[role])
-    tried, broken, unopened = [], [], []
+    opened, unopened = {}, []
     for route in routes():
         urls, why = site.fillings(route)
         if why:
@@ -193,13 +207,64 @@ def test_no_page_answers_a_server_error(site, role):
                 if url != route.template:  # a fixed route shadowed by an earlier one is unreachable
                     unopened.append(f"{url} reaches another view than {route.name}")
                 continue
-            status = client.get(url).status_code
+            opened[url] = client.get(url)
             if role != "anonymous" and not client.session.get("_auth_user_id"):
                 client.force_login(site.people[role])  # another person's link signs one out
-            tried.append(f"{status} {url}")
-            if status >= 500:
-                broken.append(f"{status} {url}")
-    listing = "\n".join(tried)
     assert not unopened, "routes this test could not open:\n" + "\n".join(unopened)
-    assert {line.split(" ", 1)[1] for line in tried} >= EXPECTED, f"the walk missed pages; tried:\n{listing}"
+    assert set(opened) >= EXPECTED, f"the walk missed pages; tried:\n{_listing(opened)}"
+    return opened
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_no_page_answers_a_server_error(site, role):
+    opened = walk(site, role)
+    broken = [f"{answer.status_code} {url}" for url, answer in opened.items() if answer.status_code >= 500]
+    listing = _listing(opened)
     assert not broken, f"server errors as {role}:\n" + "\n".join(broken) + f"\n\nall tried:\n{listing}"
+
+
+class _InlineCode(HTMLParser):
+    """What a strict Content-Security-Policy would block in a page: inline scripts (a
+    ``<script>`` without ``src`` that is not a data block), handler attributes (``onclick``),
+    ``<style>`` elements and ``style`` attributes."""
+
+    _DATA_TYPES = {"application/json", "application/ld+json"}
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        names = dict(attrs)
+        if tag == "script" and "src" not in names and names.get("type") not in self._DATA_TYPES:
+            self.found.append(f"an inline <script> at line {self.getpos()[0]}")
+        if tag == "style":
+            self.found.append(f"a <style> element at line {self.getpos()[0]}")
+        for name, _ in attrs:
+            if name.startswith("on") or name == "style":
+                self.found.append(f"a {name}= attribute on <{tag}> at line {self.getpos()[0]}")
+
+
+def _inline_code(response: HttpResponse) -> list[str]:
+    if response.streaming or not response.get("Content-Type", "").startswith("text/html"):
+        return []
+    parser = _InlineCode()
+    parser.feed(response.content.decode())
+    return parser.found
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_page_allows_only_its_own_scripts_and_styles(site, role):
+    """The policy a page is sent (script and style only from this site), and that every page
+    keeps to it: what it blocks would be a broken page, as it would be an injected script."""
+    opened = walk(site, role)
+    policies = {response.get("Content-Security-Policy") for response in opened.values()}
+    assert None not in policies, "pages answered without a Content-Security-Policy"
+    assert len(policies) == 1, f"pages answered with different policies: {policies}"
+    directives = dict(part.strip().split(" ", 1) for part in policies.pop().split(";"))
+    assert directives["script-src"] == "'self'"
+    assert directives["style-src"] == "'self'"
+    assert directives["object-src"] == "'none'"
+    assert directives["frame-ancestors"] == "'none'"
+    blocked = [f"{url}: {what}" for url, response in opened.items() for what in _inline_code(response)]
+    assert not blocked, "pages with code the policy blocks:\n" + "\n".join(blocked)

@@ -1,8 +1,10 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from django.core.exceptions import ImproperlyConfigured
 
 from localai_site.core.env import env_bool, env_choice, env_int, env_networks, env_str, env_url
@@ -116,6 +118,24 @@ def test_a_sign_in_provider_is_installed_and_routed_once_its_credentials_are_set
     assert "NoReverseMatch" in result.stderr
 
 
+def test_sign_in_forms_may_go_on_to_the_configured_provider_only(tmp_path):
+    """The sign-in form posts here and is redirected to the provider: Chromium blocks that
+    redirect unless the Content-Security-Policy's form-action allows the provider."""
+    code = (
+        "import django; django.setup(); from django.test import Client; "
+        "print(Client().get('/no-such-page/').headers['Content-Security-Policy'])"
+    )
+
+    def form_action(**env) -> str:
+        result = _settings_in_subprocess(tmp_path, code, APPLE_CLIENT_ID="", **env)
+        directives = dict(part.strip().split(" ", 1) for part in result.stdout.strip().split(";") if part)
+        return directives.get("form-action", result.stderr)
+
+    with_google = form_action(GOOGLE_CLIENT_ID="id", GOOGLE_CLIENT_SECRET="s")
+    assert with_google == "'self' https://accounts.google.com"
+    assert form_action(GOOGLE_CLIENT_ID="") == "'self'"
+
+
 def test_env_url_wants_http_and_drops_the_trailing_slash(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.example.org/")
     assert env_url("HF_ENDPOINT", "https://huggingface.co") == "https://hf-mirror.example.org"
@@ -141,3 +161,25 @@ def test_env_networks_reads_addresses_and_networks_and_names_a_bad_one(monkeypat
     monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.5,proxy")
     with pytest.raises(ImproperlyConfigured, match="TRUSTED_PROXIES: 'proxy' is not an IP address"):
         env_networks("TRUSTED_PROXIES", [])
+
+
+def _compose() -> dict:
+    return yaml.safe_load((Path(__file__).resolve().parent.parent / "docker-compose.yml").read_text())
+
+
+def test_compose_redis_wants_the_password_the_app_containers_are_given():
+    compose = _compose()
+    redis_command = compose["services"]["redis"]["command"]
+    password = redis_command[redis_command.index("--requirepass") + 1]
+    assert password.startswith("${REDIS_PASSWORD:?")  # compose refuses to start without one
+    assert compose["x-app-env"]["REDIS_URL"] == f"redis://:{password}@redis:6379/0"
+
+
+def test_compose_trusts_forwarded_headers_only_from_the_network_of_the_proxy_and_web():
+    compose = _compose()
+    services = compose["services"]
+    on_edge = sorted(name for name, service in services.items() if "edge" in service.get("networks", ()))
+    assert on_edge == ["proxy", "web"]
+    assert [name for name, service in services.items() if service.get("ports")] == ["proxy"]
+    edge_subnet = compose["networks"]["edge"]["ipam"]["config"][0]["subnet"]
+    assert compose["x-app-env"]["TRUSTED_PROXIES"] == edge_subnet

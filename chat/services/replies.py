@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from accounts.analytics import usage_record
 from accounts.models import UsageEventName, User
+from billing.models import UsageKind
+from billing.services import quota_spend
 from chat import live
 from chat.events import message_event, removed_event
 from chat.models import ACTIVE_STATUSES, Conversation, Message, MessageStatus, Role
@@ -82,7 +84,11 @@ def _active_replies_check(*, owner: User) -> None:
 
 
 def _reply_start(conversation: Conversation, choice: ModelChoice, *announce: Message) -> Message:
-    """Create the empty reply; after commit, show it and hand it to a worker."""
+    """Spend a message of the owner's plan and create the empty reply; after commit, show it
+    and hand it to a worker. In the caller's transaction: a refusal undoes the message too."""
+    quota_spend(
+        user=conversation.owner, kind=UsageKind.CLOUD_MESSAGE, model_id=choice.model_id, local=choice.is_local
+    )
     reply = Message.objects.create(
         conversation=conversation,
         role=Role.ASSISTANT,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import codecs
 from pathlib import PurePath
 
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.template.defaultfilters import filesizeformat
 
 from accounts.models import User
+from billing.selectors import upload_limit_for
 from chat.models import Conversation, Upload
 from localai_site.core.files import files_delete_after_commit
 from localai_site.core.refusals import Refusal
@@ -89,11 +89,11 @@ def upload_save(*, owner: User, conversation: Conversation | None, file: Uploade
     name = _upload_name(file.name)
     if not file.size:
         raise Refusal("upload_empty", f"“{name}” is empty.")
-    if file.size > settings.UPLOAD_MAX_BYTES:
+    limit = upload_limit_for(user=owner)  # the plan's, never above the instance's
+    if file.size > limit:
         raise Refusal(
             "upload_too_large",
-            f"“{name}” is {filesizeformat(file.size)}; "
-            f"files up to {filesizeformat(settings.UPLOAD_MAX_BYTES)} can be uploaded.",
+            f"“{name}” is {filesizeformat(file.size)}; files up to {filesizeformat(limit)} can be uploaded.",
         )
     upload = Upload(
         owner=owner,

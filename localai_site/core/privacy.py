@@ -77,6 +77,17 @@ class PersonalData:
 
 
 @dataclass(frozen=True)
+class ExportPage:
+    """A page of an export that a person reads in a browser, offline: ``path`` inside the
+    archive (its links to the archive's files are relative to it), listed on the index."""
+
+    path: str
+    title: str
+    html: str
+    summary: str = ""
+
+
+@dataclass(frozen=True)
 class PrivacyPanel:
     """A card an app adds to a person's Settings → Privacy page: its template gets
     ``panel``, what ``context`` answers for the signed-in person."""
@@ -88,6 +99,8 @@ class PrivacyPanel:
 _entries: list[PersonalData] = []
 _sections: dict[str, Callable[[Any], object]] = {}
 _panels: list[PrivacyPanel] = []
+_pages: dict[str, Callable[[Any], Iterator[ExportPage]]] = {}
+_before_erase: list[Callable[[Any], None]] = []
 
 
 def register(*entries: PersonalData) -> None:
@@ -102,6 +115,19 @@ def register_section(name: str, describe: Callable[[Any], object]) -> None:
 
 def register_panel(panel: PrivacyPanel) -> None:
     _panels.append(panel)
+
+
+def register_pages(heading: str, pages: Callable[[Any], Iterator[ExportPage]]) -> None:
+    """Readable pages of every export, under ``heading`` on its index (e.g. a page per
+    conversation); ``pages`` gets the person and yields them one at a time."""
+    _pages[heading] = pages
+
+
+def register_before_erase(step: Callable[[Any], None]) -> None:
+    """What an app must do elsewhere before a person is erased (their payment provider's
+    customer deleted): ``step`` gets the person, before the write transaction, since it waits
+    on the network; a ``Refusal`` from it stops the erasure with nothing erased."""
+    _before_erase.append(step)
 
 
 @cache
@@ -164,12 +190,14 @@ def user_export(*, user, destination: Path, progress: Callable[[int], None] | No
                 with stored.open("rb") as source, archive.open(f"files/{stored.name}", "w") as target:
                     shutil.copyfileobj(source, target, 1024 * 1024)
             categories.append({"name": category, "file": f"{category}.json", "purpose": entry.purpose})
+        readable = {heading: _pages_write(archive, pages(user)) for heading, pages in _pages.items()}
         manifest = {
             "schema_version": EXPORT_SCHEMA_VERSION,
             "generated_at": timezone.now().isoformat(),
             "subject": user.email,
             "categories": [{**c, "records": counts[c["name"]]} for c in categories],
             **sections_for(user),
+            "pages": readable,
             "sources": ["you, through this instance", "this instance, while it ran the models you chose"],
         }
         archive.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
@@ -177,13 +205,21 @@ def user_export(*, user, destination: Path, progress: Callable[[int], None] | No
     return counts
 
 
+def _pages_write(archive: zipfile.ZipFile, pages: Iterator[ExportPage]) -> list[dict[str, str]]:
+    listed = []
+    for page in pages:
+        archive.writestr(page.path, page.html)
+        listed.append({"title": page.title, "file": page.path, "summary": page.summary})
+    return listed
+
+
 # --- Erasure ----------------------------------------------------------------------------
 
 
-def _sessions_end(user) -> int:
-    ended = [s.pk for s in Session.objects.iterator() if s.get_decoded().get(SESSION_KEY) == str(user.pk)]
-    Session.objects.filter(pk__in=ended).delete()
-    return len(ended)
+def _session_keys_of(user) -> list[str]:
+    """A session names its user only inside its signed data: every one must be decoded."""
+    sessions = Session.objects.iterator(chunk_size=500)
+    return [session.pk for session in sessions if session.get_decoded().get(SESSION_KEY) == str(user.pk)]
 
 
 def admin_history_scrub(*, rows: models.QuerySet, object_repr: str) -> int:
@@ -200,9 +236,19 @@ def admin_history_scrub(*, rows: models.QuerySet, object_repr: str) -> int:
     )
 
 
-@transaction.atomic
 def user_erase(*, user) -> dict[str, int]:
     """Erase ``user`` as the registry says; returns a receipt of counts per model, no content."""
+    # Decoding every session takes long on a busy instance: done before the write
+    # transaction, which on SQLite holds the write lock (BEGIN IMMEDIATE) for everyone. A
+    # sign-in in between leaves a session naming only an id that no longer exists.
+    _discovered()
+    for step in _before_erase:
+        step(user)
+    return _user_erase(user=user, session_keys=_session_keys_of(user))
+
+
+@transaction.atomic
+def _user_erase(*, user, session_keys: list[str]) -> dict[str, int]:
     counts: Counter[str] = Counter()
     # Admin history about the person's rows, before they go (UNLINK rows are other people's).
     scrubbed = "admin.LogEntry (scrubbed)"
@@ -231,6 +277,6 @@ def user_erase(*, user) -> dict[str, int]:
             counts[f"{entry.label} (unlinked)"] += rows.update(**{entry.owner: None})
         else:
             counts[f"{entry.label} (pseudonymised)"] += rows.update(**entry.pseudonyms_for(user))
-    counts["sessions"] = _sessions_end(user)
+    counts["sessions"] = Session.objects.filter(pk__in=session_keys).delete()[0]
     counts.update(user.delete()[1])
     return {label: count for label, count in counts.items() if count}

@@ -27,3 +27,10 @@ class SingletonModel(models.Model):
         if found is None:
             found, _ = cls._default_manager.get_or_create(pk=1, defaults=cls.defaults())
         return found
+
+    @classmethod
+    def load_locked(cls) -> Self:
+        """The row, locked until the transaction ends: decisions about the whole instance
+        made under it happen one at a time (SQLite serialises writers anyway)."""
+        cls.load()
+        return cls._default_manager.select_for_update().get(pk=1)

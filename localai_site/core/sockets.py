@@ -2,17 +2,19 @@
 its live events (``localai_site.core.realtime``), and what the browser sends is guarded
 here before a subclass sees it.
 
-Live events are relayed as they come, without the hop to a thread that Channels makes per
-message to close stale database connections: an event touches no database, and that hop
-costs more than the event. Close codes are the app's, shared with the pages' scripts
-(which get them as data attributes): a socket closed with one of them is not reopened.
+Messages are handled without the hop that Channels makes before each one to its single
+database thread to close stale connections: an event touches no database, and that hop
+costs more than the event; database work runs on a pool of threads instead
+(``database_work``), which closes its own, so that no socket waits for another's. Close
+codes are the app's, shared with the pages' scripts (which get them as data attributes): a
+socket closed with one of them is not reopened.
 
-Every frame from the browser is counted against a per-socket rate limit, comes from a
-session that must still be signed in (the check Django's auth middleware makes on every
-request, made again), and whatever goes wrong while a subclass handles it is answered
-with an error frame (a ``Refusal``'s stable code) on a socket that stays open. A person's
-sockets also join their person's group (``user_group``), so that a logout, a new password
-or a deactivation closes them at once (``user_sockets_recheck``).
+Every frame from the browser is counted against a per-socket and a per-person rate limit,
+comes from a session that must still be signed in (the check Django's auth middleware
+makes on every request, made again), and whatever goes wrong while a subclass handles it is
+answered with an error frame (a ``Refusal``'s stable code) on a socket that stays open. A
+person's sockets also join their person's group (``user_group``), so that a logout, a new
+password or a deactivation closes them at once (``user_sockets_recheck``).
 """
 
 from __future__ import annotations
@@ -23,12 +25,18 @@ import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from importlib import import_module
+from typing import ParamSpec, TypeVar
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
+from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user
+from django.core.cache import cache as django_cache
 from django.db import OperationalError
 from django.http import HttpRequest
 from redis import RedisError
@@ -37,6 +45,9 @@ from .realtime import EVENT_TYPE, publisher
 from .refusals import Refusal
 
 logger = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 CLOSE_SERVER_ERROR = 1011  # the page reconnects after it
 CLOSE_UNAUTHENTICATED = 4401
@@ -50,8 +61,11 @@ CLOSE_CODES = {
 }
 
 SESSION_CHECK_TYPE = "session.check"  # handled by LiveConsumer.session_check
-# The rate limit's clock; a test freezes it to count frames instead of waiting.
+# The rate limits' clocks; a test freezes them to count frames instead of waiting. The
+# per-person minute is shared by every web process, so it is read from the wall clock.
 clock: Callable[[], float] = time.monotonic
+wall_clock: Callable[[], float] = time.time
+_PERSON_WINDOW_S = 60
 
 
 def user_group(user_id: int) -> str:
@@ -89,6 +103,35 @@ class FrameBucket:
             return False
         self.tokens -= 1
         return True
+
+
+def _person_frame_take(user_id: int) -> bool:
+    """Count a frame against its person's ``SOCKET_PERSON_FRAMES_PER_MINUTE``, shared by all
+    their sockets in every web process: a counter per clock minute in Django's cache (so
+    Redis in scaled mode; it lets frames through while Redis is down)."""
+    key = f"socket-frames:{user_id}:{int(wall_clock() // _PERSON_WINDOW_S)}"
+    if django_cache.add(key, 1, timeout=_PERSON_WINDOW_S):
+        return True
+    try:
+        return django_cache.incr(key) <= settings.SOCKET_PERSON_FRAMES_PER_MINUTE
+    except ValueError:  # expired or evicted since: this frame starts a new count
+        django_cache.add(key, 1, timeout=_PERSON_WINDOW_S)
+        return True
+
+
+@cache
+def _database_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=settings.SOCKET_DATABASE_THREADS, thread_name_prefix="socket-db")
+
+
+def database_work(func: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
+    """``func`` as a coroutine on the sockets' database threads, with stale connections
+    closed around it as Channels' ``database_sync_to_async`` does. That one runs the database
+    work of every socket of a process on a single thread, one call after another, so one
+    person's slow or spammed frames would stall everyone's. Each call is a unit of its own
+    (its transaction starts and ends inside it); one socket's calls still run in order,
+    as it awaits each."""
+    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_database_threads())
 
 
 _reported: set[tuple[str, str, int | None]] = set()
@@ -150,10 +193,15 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 logger.warning("Could not leave %s (Redis is down): %s", name, exc)
 
     async def dispatch(self, message: dict) -> None:
+        # Without Channels' hop to its one thread before every message (see the module's
+        # first lines): ``database_work`` closes stale connections on its own threads.
         if message["type"] == EVENT_TYPE:
             await self.send(text_data=message["text"])
-        else:
-            await super().dispatch(message)
+            return
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def websocket_connect(self, message: dict) -> None:
         try:
@@ -166,10 +214,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if not self.frame_bucket.take():
             await self.refuse(Refusal("rate_limited", "That is too many messages at once. Wait a moment."))
             return
-        await self._guarded(self._receive_signed_in(message))
+        await self._guarded(self._receive_admitted(message))
 
-    async def _receive_signed_in(self, message: dict) -> None:
-        if await database_sync_to_async(self._session_current)():
+    async def _receive_admitted(self, message: dict) -> None:
+        # Off the event loop: in scaled mode the count is a round trip to Redis.
+        if not await sync_to_async(_person_frame_take, thread_sensitive=False)(self.user.pk):
+            raise Refusal("rate_limited", "That is too many messages from all your pages. Wait a moment.")
+        if await database_work(self._session_current)():
             await super().websocket_receive(message)  # on to the subclass's ``receive``
         else:
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -183,7 +234,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self._guarded(self._close_if_signed_out())
 
     async def _close_if_signed_out(self) -> None:
-        if not await database_sync_to_async(self._session_current)():
+        if not await database_work(self._session_current)():
             await self.close(code=CLOSE_UNAUTHENTICATED)
 
     def _session_current(self) -> bool:

@@ -35,13 +35,15 @@ _POOL_SIZES: dict[str, int] = {
 }
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
+_discovery_lock = threading.Lock()  # see _task_named
 
 
 def _forget_pools_after_fork() -> None:
     # A forked child (a test server, a pre-forking web server) has none of the parent's
     # pool threads: it must start its own pools, not queue work nobody will run.
-    global _pools_lock
+    global _pools_lock, _discovery_lock
     _pools_lock = threading.Lock()
+    _discovery_lock = threading.Lock()
     _pools.clear()
 
 
@@ -60,7 +62,10 @@ def _pool(queue: str) -> ThreadPoolExecutor:
 def _task_named(name: str) -> Task:
     tasks = current_app.tasks
     if name not in tasks:
-        current_app.loader.import_default_modules()  # each app's tasks.py, as a worker does
+        # Celery's discovery returns at once, having imported nothing, while another thread
+        # runs it: the first tasks after start-up (the scheduler's) would not be found.
+        with _discovery_lock:
+            current_app.loader.import_default_modules()  # each app's tasks.py, as a worker does
     return tasks[name]
 
 

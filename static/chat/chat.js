@@ -13,6 +13,7 @@ const modelSelect = document.getElementById("model-select");
 const stopButton = document.getElementById("stop-button");
 const statusLine = document.getElementById("composer-status");
 const destination = document.getElementById("destination");
+const replyAnnouncer = document.getElementById("reply-announcer");
 
 const ACTIVE = new Set(["queued", "streaming"]);
 const FINAL_CLOSE_CODES = new Set(chat.dataset.finalCloseCodes?.split(" ").map(Number)); // do not reconnect
@@ -97,6 +98,7 @@ function setStatus(state, status) {
 }
 
 function updateBubble(state, m) {
+  if (ACTIVE.has(state.status) && !ACTIVE.has(m.status)) replyAnnouncer.textContent = m.display.announcement;
   if (m.display.html != null) setHtml(state, m.content, m.display.html);
   // While streaming, keep whichever text is further along; a finished one is final.
   else if (!ACTIVE.has(m.status) || m.content.length >= state.text.length) setText(state, m.content);

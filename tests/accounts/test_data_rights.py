@@ -13,11 +13,14 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 from PIL import Image
 
 from accounts.analytics import usage_record
 from accounts.models import ConsentPurpose, ConsentSource, Invitation, UsageEventName, User
 from accounts.services import consent_set, policy_publish
+from billing.models import Invoice, UsageKind
+from billing.services import plan_assign, quota_spend
 from chat.models import Conversation, Message, Persona, Role
 from chat.services import upload_save
 from localai_site.core.privacy import registry, user_erase, user_export
@@ -105,6 +108,13 @@ def _fill_everything_for(user: User, other: User) -> dict:
     consent_set(user=user, purpose=ConsentPurpose.ANALYTICS, given=True, source=ConsentSource.SETTINGS)
     usage_record(user=user, name=UsageEventName.MESSAGE_SENT, model="local:m", provider="local")
     policy_publish(body="Our policy.", summary="", significant=False, published_by=user)
+    plan_assign(user=user, plan=None)
+    quota_spend(user=user, kind=UsageKind.IMAGE)
+    Invoice.objects.create(
+        user=user, stripe_invoice_id=f"in_of_{user.pk}", stripe_customer_id=f"cus_of_{user.email}",
+        created_at=timezone.now(), amount=900, currency="eur", status="paid",
+        hosted_invoice_url=f"https://invoice.stripe.test/{user.email}", state_at=timezone.now(),
+    )  # fmt: skip
     from django.test import Client
 
     Client().force_login(user)  # a live session
@@ -210,6 +220,26 @@ def test_export_holds_every_category_the_files_a_manifest_and_an_index(make_user
     assert "Bob" not in json.dumps(messages) and counts["messages"] == 2
     assert "token-of" not in json.dumps(manifest) and "Who received your messages" in index
     assert manifest["schema_version"] == 1 and manifest["generated_at"]
+    conversation = ann.conversations.get()
+    [page] = manifest["pages"]["Your conversations"]
+    assert page["file"] == f"conversations/{conversation.pk}.html" and page["title"] == "Plans of Ann"
+    assert f'href="{page["file"]}"' in index
+
+
+def test_the_readable_export_escapes_what_people_and_models_wrote(make_user, tmp_path):
+    ann = make_user("ann@example.com")
+    conversation = Conversation.objects.create(owner=ann, model="local:m", title="<b>bold</b> title")
+    Message.objects.create(conversation=conversation, role=Role.USER, content="<script>alert('you')</script>")
+    Message.objects.create(
+        conversation=conversation, role=Role.ASSISTANT, content="<img src=x onerror=alert(1)> **fine**"
+    )
+    user_export(user=ann, destination=tmp_path / "export.zip")
+    with zipfile.ZipFile(tmp_path / "export.zip") as archive:
+        page = archive.read(f"conversations/{conversation.pk}.html").decode()
+        index = archive.read("index.html").decode()
+    assert "<script>" not in page and "&lt;script&gt;alert(&#x27;you&#x27;)&lt;/script&gt;" in page
+    assert "<img" not in page and "<strong>fine</strong>" in page  # raw HTML stays text
+    assert "<b>bold</b>" not in page + index and "&lt;b&gt;bold&lt;/b&gt; title" in index
 
 
 def test_operators_can_export_and_erase_from_the_command_line(make_user, tmp_path, capsys):
@@ -222,3 +252,25 @@ def test_operators_can_export_and_erase_from_the_command_line(make_user, tmp_pat
     call_command("erase_user", "ann@example.com", yes=True)
     assert not User.objects.filter(pk=ann.pk).exists()
     assert '"accounts.User": 1' in capsys.readouterr().out
+
+
+def test_erasure_finds_the_persons_sessions_before_its_write_transaction(user, monkeypatch):
+    """Finding them decodes every session; inside the transaction (on SQLite a write lock
+    from its first statement) every other writer would wait for that."""
+    from django.contrib.sessions.models import Session
+    from django.test import Client
+
+    Client().force_login(user)
+    Client().force_login(User.objects.create_user(email="someone.else@example.com", password="x"))
+    before = len(connection.atomic_blocks)  # the test's own transaction
+    depths = []
+    decode = Session.get_decoded
+
+    def decode_recorded(session):
+        depths.append(len(connection.atomic_blocks))
+        return decode(session)
+
+    monkeypatch.setattr(Session, "get_decoded", decode_recorded)
+    receipt = user_erase(user=user)
+    assert depths == [before, before]
+    assert receipt["sessions"] == 1 and Session.objects.count() == 1

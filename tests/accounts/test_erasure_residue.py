@@ -156,7 +156,7 @@ def test_after_erasure_no_byte_of_the_person_is_left_anywhere(client, make_user,
     # What admins did about them: an invitation, the request, a look at one conversation, and
     # deleting the other; each is in admin history.
     client.post(reverse("admin:accounts_invitation_add"), {"email": EMAIL})
-    services.user_signup_complete(user=person, invitation=Invitation.objects.get(email=EMAIL))
+    services.user_signup_complete(user=person, invitation_token=Invitation.objects.get(email=EMAIL).token)
     now = timezone.localtime()
     request_form = {
         "kind": RequestKind.ERASURE, "regime": "gdpr", "subject": person.pk, "subject_email": EMAIL,
@@ -197,6 +197,36 @@ def test_a_replaced_or_cleared_profile_picture_leaves_storage(
         client.post(reverse("accounts:profile"), {"display_name": "Ann", "avatar-clear": "on"})
     user.refresh_from_db()
     assert not user.avatar and not stored[1].storage.exists(stored[1].name)
+
+
+def test_a_profile_picture_replaced_in_the_admin_leaves_storage(
+    client, user, admin, django_capture_on_commit_callbacks
+):
+    client.force_login(admin)
+    change = reverse("admin:accounts_user_change", args=[user.pk])
+    consents = client.get(change).context["inline_admin_formsets"][0].formset.prefix
+    joined = timezone.localtime(user.date_joined)
+    stored = []
+    for picture in (OLD_PICTURE, NEW_PICTURE):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(
+                change,
+                {
+                    "email": user.email,
+                    "display_name": "Ann",
+                    "avatar": _picture(picture),
+                    "is_active": "on",
+                    "date_joined_0": joined.date().isoformat(),
+                    "date_joined_1": joined.strftime("%H:%M:%S"),
+                    f"{consents}-TOTAL_FORMS": "0",
+                    f"{consents}-INITIAL_FORMS": "0",
+                },
+            )
+        assert response.status_code == 302
+        user.refresh_from_db()
+        stored.append(user.avatar)
+    assert not stored[0].storage.exists(stored[0].name) and stored[1].storage.exists(stored[1].name)
+    stored[1].delete(save=False)  # the residue test looks for this picture in the data folder
 
 
 def _history(*, by: User, about: models.Model, text: str) -> LogEntry:

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.core.checks import run_checks
 from django.core.management import call_command
+from django.db import IntegrityError
 from django.test import Client
 from django.urls import path, reverse
 from django.utils import timezone
@@ -53,18 +54,21 @@ urlpatterns = [path("c/<uuid:conversation_id>/boom/", _failing_view)]
 # --- Retention ---------------------------------------------------------------------------
 
 
-def test_crash_reports_older_than_the_period_go_and_recent_ones_stay():
+def test_crash_reports_last_seen_before_the_period_go_and_recent_ones_stay():
     now = timezone.now()
-    old = CrashReport.objects.create(
-        created_at=now - timedelta(days=91), source="web", logger="x", exception_type="E", message="",
-        traceback="", fingerprint="f", release="1",
-    )  # fmt: skip
-    recent = CrashReport.objects.create(
-        created_at=now - timedelta(days=89), source="web", logger="x", exception_type="E", message="",
-        traceback="", fingerprint="f", release="1",
-    )  # fmt: skip
+
+    def report(fingerprint, *, first_days, last_days):
+        return CrashReport.objects.create(
+            created_at=now - timedelta(days=first_days), last_seen_at=now - timedelta(days=last_days),
+            source="web", logger="x", exception_type="E", message="", traceback="",
+            fingerprint=fingerprint, release="1",
+        )  # fmt: skip
+
+    old = report("old", first_days=200, last_days=91)
+    recent = report("recent", first_days=89, last_days=89)
+    recurring = report("recurring", first_days=200, last_days=1)  # its text is of yesterday
     assert retention_enforce()["crash_reports"] == 1
-    assert list(CrashReport.objects.all()) == [recent]
+    assert set(CrashReport.objects.all()) == {recent, recurring}
     assert not CrashReport.objects.filter(pk=old.pk).exists()
 
 
@@ -176,16 +180,69 @@ def test_a_failed_request_is_stored_without_content_addresses_or_secrets(user):
     assert "<text, 47 characters>" in report.message and "<email>" in report.message
 
 
-def test_a_failed_background_task_is_stored_and_repeats_share_a_fingerprint():
+def test_a_failed_background_task_is_stored_and_repeats_are_counted_on_one_report():
     logger = logging.getLogger("localai_site.core.tasks")
-    for _ in range(2):
+    for attempt in range(100):
         try:
-            _crash("bob@example.com")
+            _crash(f"bob{attempt}@example.com")  # another message each time, the same failure
         except ValueError:
             logger.exception("Task failed")
-    first, second = CrashReport.objects.all()
-    assert first.source == "task" and first.fingerprint == second.fingerprint
-    assert "bob@example.com" not in first.message
+    report = CrashReport.objects.get()
+    assert report.source == "task" and report.count == 100
+    assert report.last_seen_at > report.created_at
+    assert "bob" not in report.message
+
+
+def test_the_same_error_raised_from_another_place_is_another_report():
+    logger = logging.getLogger("localai_site.core.tasks")
+    for fail in (_crash, lambda email: _crash(email)):
+        try:
+            fail("dan@example.com")
+        except ValueError:
+            logger.exception("Task failed")
+    assert CrashReport.objects.count() == 2
+
+
+def test_a_flood_of_distinct_failures_stores_at_most_the_hourly_limit(settings):
+    settings.CRASH_REPORTS_PER_HOUR = 25
+    logger = logging.getLogger("localai_site.core.tasks")
+    failures = [type(f"Failure{n}", (Exception,), {}) for n in range(1000)]
+    for failure in [*failures, failures[0]]:
+        try:
+            raise failure("boom")
+        except Exception:
+            logger.exception("Task failed")
+    assert CrashReport.objects.count() == 25
+    # A failure already stored is still counted while new ones are dropped.
+    assert CrashReport.objects.get(exception_type__endswith=".Failure0").count == 2
+
+
+def test_database_errors_keep_neither_the_key_values_nor_short_quoted_names():
+    message = (
+        'duplicate key value violates unique constraint "accounts_user_email_key"\n'
+        "DETAIL:  Key (email)=(Ann.Lee@example.com) already exists.\n"
+        "while saving 'Ann' and \"Lee\""
+    )
+    try:
+        raise IntegrityError(message)
+    except IntegrityError:
+        logging.getLogger("django.request").exception("Internal Server Error")
+    stored = CrashReport.objects.get().message
+    for private in ("Ann", "Lee", "example.com"):
+        assert private not in stored
+    assert "Key (email)=(<values>) already exists." in stored
+
+
+def test_database_details_other_than_a_key_are_replaced_whole():
+    try:
+        raise IntegrityError(
+            'null value in column "title" violates not-null constraint\n'
+            "DETAIL:  Failing row contains (7, my divorce papers, null)."
+        )
+    except IntegrityError:
+        logging.getLogger("django.request").exception("Internal Server Error")
+    stored = CrashReport.objects.get().message
+    assert "divorce" not in stored and "title" not in stored and "DETAIL:  <detail>" in stored
 
 
 def test_admins_browse_crash_reports_and_see_how_often_each_happened(client, make_user):

@@ -12,12 +12,14 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from channels.testing import ChannelsLiveServerTestCase
 from django.conf import settings
 from playwright.sync_api import Locator, Page, sync_playwright
 
+from accounts.selectors import admin_exists
+from accounts.setup_token import setup_token_issue
 from chat.models import ACTIVE_STATUSES, Message
 from models_hub.services import bundled_model_register
 from tests.conftest import PASSWORD
@@ -40,11 +42,21 @@ ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 SHORT_MAX_TOKENS = 120  # replies that must finish: long enough to watch them grow
 REPLY_TIMEOUT_MS = 120_000  # a whole long reply on a slow, busy machine
 CONVERSATION_URL = re.compile(r"/c/[0-9a-f-]{36}/$")
+# Runs in every page before its own scripts: tells the test what the Content-Security-Policy
+# blocked (``self.csp_violations``).
+REPORT_CSP_VIOLATIONS_JS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportCspViolation(`${event.effectiveDirective} blocked ${event.blockedURI || "inline"} `
+    + `at ${event.documentURI.replace(location.origin, "")}:${event.lineNumber}`);
+});
+"""
 
 
 def sign_up(page: Page, base_url: str, email: str, *, analytics: bool = False) -> None:
-    """The signup form as a person fills it in; they land on the home page."""
-    page.goto(f"{base_url}/accounts/signup/")
+    """The signup form as a person fills it in; they land on the home page. On an instance
+    with no admin yet they come by the setup link ``localai serve`` printed, and are the admin."""
+    setup = "" if admin_exists() else f"?setup={setup_token_issue()}"
+    page.goto(f"{base_url}/accounts/signup/{setup}")
     page.fill("input[name=email]", email)
     page.fill("input[name=password1]", PASSWORD)
     page.fill("input[name=password2]", PASSWORD)
@@ -75,8 +87,11 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
     """One daphne server and one Chromium per subclass, a fresh browser context per test.
 
     Subclasses set the server's settings with ``@override_settings``: applied in
-    ``SimpleTestCase.setUpClass``, before the server process is forked.
+    ``SimpleTestCase.setUpClass``, before the server process is forked, and the browser's
+    window with ``device`` (Playwright's context options: a phone's size, touch).
     """
+
+    device: ClassVar[dict[str, Any]] = {"viewport": {"width": 1280, "height": 800}}
 
     @classmethod
     def setUpClass(cls):
@@ -112,8 +127,11 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
 
     def setUp(self):
         bundled_model_register()  # the flush after each test removes it
-        self.context = self.browser.new_context(viewport={"width": 1280, "height": 800})
+        self.context = self.browser.new_context(**self.device)
         self.context.set_default_timeout(15_000)
+        self.csp_violations: list[str] = []
+        self.context.expose_function("reportCspViolation", lambda seen: self.csp_violations.append(seen))
+        self.context.add_init_script(REPORT_CSP_VIOLATIONS_JS)
         self.page = self.context.new_page()
 
     def tearDown(self):
@@ -125,6 +143,8 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
             every=0.2,
             what="the replies this test left running to end",
         )
+        # Every browser test is also a check of the policy: what it blocked is a broken page.
+        assert self.csp_violations == [], "the Content-Security-Policy blocked parts of a page"
 
     def wait_until(
         self,

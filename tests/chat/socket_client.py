@@ -28,7 +28,7 @@ def _utf16(text: str) -> int:
 
 class ChatSocket:
     def __init__(self, conversation_id, cookie: bytes | None, origin: bytes = b"http://localhost") -> None:
-        headers = [(b"origin", origin)]
+        headers = [(b"host", b"localhost"), (b"origin", origin)]
         if cookie:
             headers.append((b"cookie", cookie))
         self.communicator = WebsocketCommunicator(

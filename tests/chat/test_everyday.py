@@ -218,6 +218,27 @@ def test_a_reply_is_shown_the_same_on_the_page_and_over_the_socket(client, user,
     assert "<b>" not in payload["bubble"], "model output is never raw HTML"
 
 
+def test_a_screen_reader_hears_how_a_reply_ended_and_its_first_words_as_read(conversation):
+    def announcement(content: str, status: MessageStatus, error: str = "") -> str:
+        reply = Message.objects.create(
+            conversation=conversation, role=Role.ASSISTANT, content=content, status=status, error=error
+        )
+        return message_payload(reply)["display"]["announcement"]
+
+    assert announcement("**Hi** there, `you` & <b>me</b>.", MessageStatus.DONE) == (
+        "Reply finished: Hi there, you & <b>me</b>."  # the words as shown, not the Markdown
+    )
+    long = " ".join(f"w{n}" for n in range(40))
+    assert announcement(long, MessageStatus.STOPPED) == "Reply stopped: " + " ".join(long.split()[:25]) + "…"
+    assert announcement("Once", MessageStatus.FAILED, "The model stopped.") == (
+        "Reply failed (The model stopped.): Once"
+    )
+    assert announcement("", MessageStatus.FAILED) == "Reply failed"
+    assert announcement("Hal", MessageStatus.STREAMING) == "", "nothing is said while it is written"
+    question = Message.objects.create(conversation=conversation, role=Role.USER, content="Hi")
+    assert message_payload(question)["display"]["announcement"] == ""
+
+
 def test_the_model_picked_last_is_remembered(user, local_model, conversation):
     services.message_send(conversation=conversation, content="Hi", model_id=local_model.model_id)
     user.refresh_from_db()

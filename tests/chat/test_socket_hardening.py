@@ -1,8 +1,12 @@
 """Both sockets against frames of any shape, failures inside a consumer, sessions that end
 while a socket is open, and the per-socket rate limit (embedded mode, the real ASGI app)."""
 
+import asyncio
 import json
+import threading
+import time
 
+import channels.auth
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -111,6 +115,7 @@ def cookie(user):
 @pytest.fixture
 def many_frames_allowed(settings):
     settings.SOCKET_FRAME_BURST = 100_000
+    settings.SOCKET_PERSON_FRAMES_PER_MINUTE = 1_000_000
 
 
 async def test_malformed_frames_get_an_error_frame_on_the_chat_socket(
@@ -134,7 +139,9 @@ async def test_malformed_frames_get_an_error_frame_on_the_hub_socket(
     admin = await database_sync_to_async(make_user)("admin@example.com", is_staff=True, is_superuser=True)
     cookie = await database_sync_to_async(session_cookie_for)(admin)
     hub = WebsocketCommunicator(
-        application, "/ws/hub/", headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)]
+        application,
+        "/ws/hub/",
+        headers=[(b"host", b"localhost"), (b"origin", b"http://localhost"), (b"cookie", cookie)],
     )
     connected, _ = await hub.connect()
     assert connected
@@ -299,3 +306,92 @@ async def test_frames_beyond_the_rate_limit_are_refused_and_the_socket_stays_ope
     now[0] += 3600  # a long pause refills up to the burst, no further
     assert await answers(4) == ["sync", "sync", "sync", "rate_limited"]
     await socket.close()
+
+
+async def _answers(socket: ChatSocket, count: int) -> list[str]:
+    sync = {"type": "sync", "messages": []}
+    return [
+        frame["type"] if frame["type"] == "sync" else frame["code"]
+        for frame in [await _answer(socket.communicator, sync) for _ in range(count)]
+    ]
+
+
+async def _socket_of(person: User, conversation) -> ChatSocket:
+    return await open_socket(conversation.pk, await database_sync_to_async(session_cookie_for)(person))
+
+
+async def test_a_persons_sockets_share_one_frame_allowance_and_another_person_keeps_theirs(
+    make_conversation, user, other_user, settings, monkeypatch
+):
+    minute = [time.time() // 60 * 60]
+    monkeypatch.setattr(sockets, "wall_clock", lambda: minute[0])
+    settings.SOCKET_PERSON_FRAMES_PER_MINUTE = 5
+    first_tab, second_tab, theirs = [
+        await _socket_of(person, await database_sync_to_async(make_conversation)(person))
+        for person in (user, user, other_user)
+    ]
+
+    assert await _answers(first_tab, 3) == ["sync"] * 3
+    assert await _answers(second_tab, 3) == ["sync", "sync", "rate_limited"]
+    assert await _answers(first_tab, 1) == ["rate_limited"]
+    assert await _answers(theirs, 5) == ["sync"] * 5, "another person has an allowance of their own"
+    minute[0] += 59
+    assert await _answers(second_tab, 1) == ["rate_limited"]
+    minute[0] += 1  # a new minute, on sockets that stayed open
+    assert await _answers(first_tab, 2) == ["sync", "sync"]
+    assert await _answers(second_tab, 4) == ["sync", "sync", "sync", "rate_limited"]
+    for socket in (first_tab, second_tab, theirs):
+        await socket.close()
+
+
+async def test_a_socket_stuck_in_the_database_holds_up_no_one_elses(
+    make_conversation, user, other_user, monkeypatch
+):
+    mine, theirs = [
+        await _socket_of(person, await database_sync_to_async(make_conversation)(person))
+        for person in (user, other_user)
+    ]
+    entered, released = threading.Event(), threading.Event()
+    messages_state = selectors.messages_state
+
+    def stuck_for_the_first_person(*, conversation, message_ids):
+        if conversation.owner_id == user.pk:
+            entered.set()
+            released.wait(timeout=60)
+        return messages_state(conversation=conversation, message_ids=message_ids)
+
+    monkeypatch.setattr(selectors, "messages_state", stuck_for_the_first_person)
+    await mine.send({"type": "sync", "messages": []})
+    assert await asyncio.to_thread(entered.wait, 10)
+    try:
+        assert await _answers(theirs, 2) == ["sync", "sync"]
+    finally:
+        released.set()
+    assert (await mine.receive(timeout=10))["type"] == "sync"
+    for socket in (mine, theirs):
+        await socket.close()
+
+
+async def test_a_socket_stuck_signing_in_holds_up_no_open_sockets_frames(
+    make_conversation, user, other_user, monkeypatch
+):
+    theirs = await _socket_of(other_user, await database_sync_to_async(make_conversation)(other_user))
+    entered, released = threading.Event(), threading.Event()
+    get_user = channels.auth.get_user
+
+    @database_sync_to_async  # as Channels' own: on its one database thread
+    def stuck_reading_the_session(scope):
+        entered.set()
+        released.wait(timeout=60)
+        return get_user.func(scope)
+
+    monkeypatch.setattr(channels.auth, "get_user", stuck_reading_the_session)
+    conversation = await database_sync_to_async(make_conversation)(user)
+    newcomer = asyncio.ensure_future(_socket_of(user, conversation))
+    assert await asyncio.to_thread(entered.wait, 10)
+    try:
+        assert await _answers(theirs, 2) == ["sync", "sync"]
+    finally:
+        released.set()
+    for socket in (await newcomer, theirs):
+        await socket.close()

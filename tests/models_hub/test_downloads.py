@@ -11,8 +11,10 @@ from chat.providers import model_resolve
 from localai_site.core.refusals import Refusal
 from models_hub import services
 from models_hub.bundled import bundled_model_path
+from models_hub.fetch import DownloadError, redirect_target, token_allowed
 from models_hub.models import HubSettings, LocalModelStatus
 from models_hub.selectors import local_models_ready
+from tests.servers import HubServer, loopback_tls
 from tests.waiting import wait_until
 
 from .conftest import FILE, REPO, files_in, fresh, settled, wait_until_unlocked
@@ -160,6 +162,72 @@ def test_a_gated_repository_needs_the_access_token_which_never_reaches_storage(h
     sent = {(r["host"].split(":")[0], r["authorization"]) for r in hub.requests}
     assert ("127.0.0.1", f"Bearer {hub.token}") in sent
     assert all(auth is None for host, auth in sent if host == "localhost")
+
+
+def test_the_token_never_follows_a_redirect_to_another_port_of_the_same_host(hub, admin, hub_root):
+    storage = HubServer()  # 127.0.0.1 too, another port
+    storage.add(REPO, FILE, hub_root / FILE)
+    hub.storage = storage.endpoint
+    hub.token = "hf_0123456789abcdefSECRET"
+    services.hub_token_set(token=hub.token)
+    try:
+        assert add_and_download(admin).status == LocalModelStatus.READY
+    finally:
+        storage.stop()
+    assert all(r["authorization"] == f"Bearer {hub.token}" for r in hub.requests)
+    assert storage.ranges_asked() == [None]
+    assert all(r["authorization"] is None for r in storage.requests)
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://huggingface.co/org/repo/resolve/main/a.gguf", True),
+        ("https://HuggingFace.co:443/org/repo/resolve/main/a.gguf", True),
+        ("http://huggingface.co/org/repo/resolve/main/a.gguf", False),  # the token would cross in clear
+        ("https://huggingface.co:8443/a.gguf", False),
+        ("https://cdn-lfs.huggingface.co/a.gguf", False),
+        ("https://huggingface.co.example.net/a.gguf", False),
+        ("https://huggingface.co:port/a.gguf", False),
+    ],
+)
+def test_the_token_goes_only_to_the_hubs_own_scheme_host_and_port(settings, url, allowed):
+    settings.HF_ENDPOINT = "https://huggingface.co"
+    assert token_allowed(url) is allowed
+
+
+def test_a_redirect_from_https_to_http_is_refused_and_others_are_followed():
+    with pytest.raises(DownloadError, match="from https to an unencrypted address"):
+        redirect_target("https://huggingface.co/org/repo/resolve/main/a.gguf", "http://huggingface.co/a.gguf")
+    assert redirect_target("https://huggingface.co/org/a", "/b?sig=1") == "https://huggingface.co/b?sig=1"
+    assert redirect_target("http://127.0.0.1:8080/a", "http://localhost:9090/b") == "http://localhost:9090/b"
+
+
+def test_a_redirect_from_https_to_http_fails_the_download_before_anything_goes_in_clear(
+    hub, admin, settings, tmp_path, monkeypatch, hub_root
+):
+    context, certificate = loopback_tls(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate))
+    secure = HubServer(tls=context)
+    secure.add(REPO, FILE, hub_root / FILE)
+    secure.storage = hub.endpoint  # its redirect leaves https for plain http
+    secure.token = "hf_0123456789abcdefSECRET"
+    settings.HF_ENDPOINT = secure.endpoint
+    services.hub_token_set(token=secure.token)
+    try:
+        model = add_and_download(admin)
+    finally:
+        secure.stop()
+    assert model.status == LocalModelStatus.FAILED and "from https to an unencrypted address" in model.error
+    assert [r["method"] for r in secure.requests] == ["HEAD", "GET"]
+    assert hub.requests == []  # nothing, the token least of all, went out unencrypted
+
+
+def test_a_redirect_body_is_not_read(hub, admin, settings):
+    settings.HUB_TIMEOUT_S = 5
+    hub.redirect_body = 1 << 40  # announced; 64 KiB come, then nothing until the timeout
+    model = add_and_download(admin)
+    assert model.status == LocalModelStatus.READY, model.error
 
 
 def test_a_mirror_without_metadata_headers_is_checked_through_the_tree_api(hub, admin):

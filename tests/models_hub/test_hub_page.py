@@ -41,7 +41,8 @@ def flash(response) -> list[str]:
 
 
 def hub_socket(cookie: bytes | None) -> WebsocketCommunicator:
-    headers = [(b"origin", b"http://localhost")] + ([(b"cookie", cookie)] if cookie else [])
+    headers = [(b"host", b"localhost"), (b"origin", b"http://localhost")]
+    headers += [(b"cookie", cookie)] if cookie else []
     return WebsocketCommunicator(application, "/ws/hub/", headers=headers)
 
 

@@ -207,7 +207,9 @@ def _login(web: WebProcess, email: str) -> tuple[Browser, int, str]:
     return browser, status, location
 
 
-def test_redis_stopped_and_started_again_gives_clear_errors_and_loses_nothing(deployment, user, conversation):
+def test_redis_stopped_and_started_again_gives_clear_errors_and_loses_nothing(
+    deployment, admin, user, conversation
+):
     redis_server, worker, web = deployment
     logs = [worker.log_path, web.log_path]
     page = f"/c/{conversation.pk}/"

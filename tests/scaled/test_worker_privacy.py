@@ -21,8 +21,9 @@ def test_a_task_failing_in_a_worker_is_kept_as_a_crash_report(worker):
 
 
 def test_the_scheduled_retention_task_runs_in_a_worker(worker):
+    long_ago = timezone.now() - timedelta(days=120)
     old = CrashReport.objects.create(
-        created_at=timezone.now() - timedelta(days=120), source="web", logger="x", exception_type="E",
+        created_at=long_ago, last_seen_at=long_ago, source="web", logger="x", exception_type="E",
         message="", traceback="", fingerprint="f", release="1",
     )  # fmt: skip
     enforce_retention.apply_async(queue="default")
