@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from .analytics import usage_rollup
-from .models import CrashReport, DataSubjectRequest, RequestStatus
+from .models import CrashReport, DataSubjectRequest, Invitation, RequestStatus
 from .services import exports_purge
 
 MAX_CRASH_REPORT_DAYS = 90
@@ -47,11 +47,16 @@ def _data_requests_purge(cutoff: datetime) -> int:
     return finished.delete()[0]
 
 
+def _invitations_purge(cutoff: datetime) -> int:
+    return Invitation.objects.filter(accepted_at__isnull=True, created_at__lt=cutoff).delete()[0]
+
+
 RULES = [
     RetentionRule("crash_reports", "Crash reports", _crash_reports_purge),
     RetentionRule("export_archives", "Data downloads (ZIP archives)", _exports_purge),
     RetentionRule("analytics_events", "Raw analytics events (then only daily totals)", _analytics_purge),
     RetentionRule("finished_data_requests", "Records of answered data requests", _data_requests_purge),
+    RetentionRule("unused_invitations", "Invitations nobody used (they stop working)", _invitations_purge),
 ]
 
 

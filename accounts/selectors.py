@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from .models import (
@@ -23,8 +25,14 @@ def admin_exists() -> bool:
     return User.objects.filter(is_superuser=True).exists()
 
 
+def invitation_usable() -> QuerySet[Invitation]:
+    """Invitations not used yet nor lapsed (``RETENTION_DAYS["unused_invitations"]``)."""
+    lapse = timezone.now() - timedelta(days=settings.RETENTION_DAYS["unused_invitations"])
+    return Invitation.objects.filter(accepted_at__isnull=True, created_at__gte=lapse)
+
+
 def invitation_find_open(*, token: str, email: str | None = None) -> Invitation | None:
-    invitation = Invitation.objects.filter(token=token, accepted_at__isnull=True).first()
+    invitation = invitation_usable().filter(token=token).first()
     if invitation is None:
         return None
     if email is not None and invitation.email and invitation.email.lower() != email.lower():

@@ -25,7 +25,6 @@ from .models import (
     ExportArchive,
     ExportStatus,
     InstanceSettings,
-    Invitation,
     PolicyVersion,
     Regime,
     RequestKind,
@@ -35,6 +34,7 @@ from .models import (
 )
 from .selectors import (
     instance_settings_get,
+    invitation_usable,
     policy_current,
     policy_label,
 )
@@ -67,7 +67,8 @@ def user_signup_complete(
     if invitation_token is not None:
         # A conditional update: of two signups with one invitation, one account is made.
         claimed = (
-            Invitation.objects.filter(token=invitation_token, accepted_at__isnull=True)
+            invitation_usable()
+            .filter(token=invitation_token)
             .filter(Q(email="") | Q(email__iexact=user.email))
             .update(accepted_by=user, accepted_at=timezone.now())
         )

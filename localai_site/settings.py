@@ -300,6 +300,8 @@ RETENTION_DAYS = {
     # Raw analytics events are counted into daily totals and deleted once their day is over.
     "analytics_events": env_int("RETENTION_ANALYTICS_EVENTS_DAYS", 1, minimum=1, maximum=365),
     "finished_data_requests": env_int("RETENTION_DATA_REQUESTS_DAYS", 3 * 365, minimum=30, maximum=36_500),
+    # An invitation nobody used holds the invitee's address: it lapses and goes.
+    "unused_invitations": env_int("RETENTION_UNUSED_INVITATIONS_DAYS", 30, minimum=1, maximum=365),
     # Invoices are kept for tax law (ten years in much of the EU), without the person once erased.
     "invoices": env_int("RETENTION_INVOICES_DAYS", 10 * 365, minimum=365, maximum=36_500),
     # Ids of Stripe events seen: a retry comes within three days.

@@ -1,4 +1,5 @@
 import re
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -11,9 +12,11 @@ from django.core.cache import cache
 from django.db.models.signals import post_save
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts import services
 from accounts.models import Consent, ConsentPurpose, InstanceSettings, Invitation, SignupMode, User
+from accounts.retention import retention_enforce
 from accounts.setup_token import setup_token_issue, setup_token_matches, setup_token_pending
 from localai_site.core.refusals import Refusal
 from tests.conftest import PASSWORD
@@ -141,6 +144,18 @@ def test_invite_only_needs_a_valid_invitation(client, admin):
     # A used invitation opens nothing.
     _signup(client, "another@example.com", invite=invitation.token)
     assert not User.objects.filter(email="another@example.com").exists()
+
+
+@pytest.mark.django_db
+def test_an_invitation_nobody_used_lapses_and_is_deleted_with_its_address(client, admin):
+    _set_mode(SignupMode.INVITE)
+    sent = timezone.now() - timedelta(days=31)
+    lapsed = Invitation.objects.create(email="late@example.com", created_by=admin, created_at=sent)
+    fresh = Invitation.objects.create(email="soon@example.com", created_by=admin)
+    _signup(client, "late@example.com", invite=lapsed.token)
+    assert not User.objects.filter(email="late@example.com").exists()
+    assert retention_enforce()["unused_invitations"] == 1
+    assert list(Invitation.objects.all()) == [fresh]
 
 
 @pytest.mark.django_db
