@@ -178,3 +178,13 @@ def test_the_installed_apps_colours_are_the_pages_own():
         r'<meta name="theme-color" content="([^"]+)" media="\(prefers-color-scheme: (\w+)\)">', page
     )
     assert sorted(meta) == sorted([(panel[0], "light"), (panel[1], "dark")])
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_a_person_who_chose_a_theme_gets_the_browser_bar_of_that_theme_whatever_the_device(make_user, theme):
+    client = Client()
+    client.force_login(make_user(theme=theme))
+    page = client.get("/settings/profile/").content.decode()
+    meta = re.findall(r'<meta name="theme-color"[^>]*>', page)
+    light, dark = _light_and_dark("panel")
+    assert meta == [f'<meta name="theme-color" content="{light if theme == "light" else dark}">']

@@ -78,7 +78,9 @@ def conversation_with(owner: User, title: str, reply: str) -> Conversation:
         owner=owner, model=bundled_model_register().model_id, title=title
     )
     Message.objects.create(conversation=conversation, role=Role.USER, content="Show me.")
-    Message.objects.create(conversation=conversation, role=Role.ASSISTANT, content=reply, status=MessageStatus.DONE)
+    Message.objects.create(
+        conversation=conversation, role=Role.ASSISTANT, content=reply, status=MessageStatus.DONE
+    )
     return conversation
 
 
