@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -122,6 +123,11 @@ def _person_frame_take(user_id: int) -> bool:
 @cache
 def _database_threads() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=settings.SOCKET_DATABASE_THREADS, thread_name_prefix="socket-db")
+
+
+# A forked process (a test's live server) has none of its parent's threads: a pool inherited
+# from before the fork would take work and never run it.
+os.register_at_fork(after_in_child=_database_threads.cache_clear)
 
 
 def database_work(func: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:

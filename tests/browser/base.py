@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from asgiref.sync import SyncToAsync
 from channels.testing import ChannelsLiveServerTestCase
 from django.conf import settings
 from playwright.sync_api import Locator, Page, sync_playwright
@@ -83,6 +85,16 @@ def screenshot(page: Page, name: str, *, full_page: bool = False) -> None:
     page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=full_page)
 
 
+def _fresh_thread_sensitive_executor() -> None:
+    # The server is forked from the test process, which may have run thread-sensitive
+    # database work already (a socket test): the child inherits asgiref's one-thread
+    # executor without its thread, and every socket it opens would wait forever.
+    SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+
+
+os.register_at_fork(after_in_child=_fresh_thread_sensitive_executor)
+
+
 class BrowserTestCase(ChannelsLiveServerTestCase):
     """One daphne server and one Chromium per subclass, a fresh browser context per test.
 
@@ -100,11 +112,18 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
             cls._allow_db_access_between_playwright_calls()
             cls.playwright = sync_playwright().start()
             cls.addClassCleanup(cls.playwright.stop)
-            cls.browser = cls.playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            cls.browser = cls.playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *cls.chromium_extra_args()]
+            )
             cls.addClassCleanup(cls.browser.close)
         except BaseException:
             super().tearDownClass()  # not called when setUpClass fails: stop the server
             raise
+
+    @classmethod
+    def chromium_extra_args(cls) -> list[str]:
+        """More of Chromium's switches for this class's browser (a fake microphone's sound)."""
+        return []
 
     @classmethod
     def _allow_db_access_between_playwright_calls(cls):
