@@ -36,22 +36,39 @@ class AvatarFileMixin:
 class ProfileForm(AvatarFileMixin, forms.ModelForm):
     class Meta:
         model = User
-        fields = ["display_name", "avatar", "local_only", "theme"]
-        labels = {"local_only": "Local models only", "theme": "Appearance"}
+        fields = ["display_name", "avatar", "local_only", "theme", "speech_voice", "speech_rate"]
+        labels = {
+            "local_only": "Local models only",
+            "theme": "Appearance",
+            "speech_voice": "Read-aloud voice",
+            "speech_rate": "Read-aloud speed",
+        }
         help_texts = {
             "display_name": "Shown in the app instead of your email address.",
             "local_only": "Never send anything I write to a cloud provider, whatever model I pick.",
             "theme": "System follows your device's light or dark setting.",
+            "speech_voice": "One of your browser's voices; empty for its default.",
+            "speech_rate": "1 is normal; from 0.5 (slower) to 2 (faster).",
         }
-        widgets = {"theme": forms.RadioSelect(attrs={"class": "choice-row"})}
+        widgets = {
+            "theme": forms.RadioSelect(attrs={"class": "choice-row"}),
+            # static/accounts/speech_settings.js lists the browser's voices (the server cannot know them).
+            "speech_voice": forms.TextInput(attrs={"list": "speech-voices", "autocomplete": "off"}),
+            "speech_rate": forms.NumberInput(attrs={"step": "0.1"}),
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["theme"].required = False
+        self.fields["speech_rate"].required = False
 
     def clean_theme(self) -> str:
         # A form without it (a profile page left open across the upgrade that added it) keeps it.
         return self.cleaned_data["theme"] or self.instance.theme
+
+    def clean_speech_rate(self) -> float:
+        rate = self.cleaned_data["speech_rate"]  # the same for a form from before it existed
+        return self.instance.speech_rate if rate is None else rate
 
     @transaction.atomic
     def save(self, commit: bool = True) -> User:

@@ -5,6 +5,7 @@ import secrets
 from django.conf import settings
 from django.contrib.auth.base_user import BaseUserManager
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -39,6 +40,9 @@ def avatar_path(user: User, filename: str) -> str:
     return f"avatars/{user.pk}/{secrets.token_hex(8)}.{suffix}"
 
 
+SPEECH_RATE_MIN, SPEECH_RATE_MAX = 0.5, 2.0  # slower and faster than that is hard to follow
+
+
 class Theme(models.TextChoices):
     """How the app looks to a person: ``system`` follows the device's light or dark setting."""
 
@@ -61,6 +65,12 @@ class User(AbstractUser):
     )
     default_model = models.CharField(max_length=200, blank=True)
     theme = models.CharField(max_length=6, choices=Theme.choices, default=Theme.SYSTEM)
+    # Reading replies aloud happens in the browser (speechSynthesis): the voice is one of the
+    # browser's, by name ("" is the browser's default).
+    speech_voice = models.CharField(max_length=200, blank=True)
+    speech_rate = models.FloatField(
+        default=1.0, validators=[MinValueValidator(SPEECH_RATE_MIN), MaxValueValidator(SPEECH_RATE_MAX)]
+    )
     default_persona = models.ForeignKey(
         "chat.Persona", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -21,6 +21,8 @@ register(
             "local_only",
             "default_model",
             "theme",
+            "speech_voice",
+            "speech_rate",
             "processing_restricted",
         ),  # fmt: skip
         files=("avatar",),

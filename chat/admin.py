@@ -103,7 +103,7 @@ class CloudProviderForm(forms.ModelForm):
 
 class CloudModelInline(admin.TabularInline):
     model = CloudModel
-    fields = ["name", "label", "enabled", "context_length"]
+    fields = ["name", "label", "enabled", "context_length", "sees_images"]
     readonly_fields = ["name"]
     extra = 0
     can_delete = True

@@ -42,7 +42,10 @@ class ChatConsumer(LiveConsumer):
     async def _handle(self, frame: ClientFrame) -> None:
         if isinstance(frame, SendFrame):
             user_message, reply = await database_work(services.message_send)(
-                conversation=self.conversation, content=frame.content, model_id=frame.model
+                conversation=self.conversation,
+                content=frame.content,
+                model_id=frame.model,
+                upload_ids=frame.uploads,
             )
             await self._tell_if_not_queued(user_message, reply)
         elif isinstance(frame, RegenerateFrame):

@@ -1,12 +1,36 @@
+import uuid
+
 from django import forms
 
-from .models import Persona
+from .models import Persona, Upload
+
+
+class UploadIdsField(forms.Field):
+    """The ids of files stored beforehand, one ``uploads`` field each (the composer's chips)."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value) -> list[uuid.UUID]:
+        if not value:
+            return []
+        if len(value) > Upload.PER_MESSAGE:
+            raise forms.ValidationError(f"A message can carry at most {Upload.PER_MESSAGE} files.")
+        try:
+            return [uuid.UUID(str(item)) for item in value]
+        except ValueError:
+            raise forms.ValidationError("That is not a file of yours.") from None
 
 
 class MessageForm(forms.Form):
     content = forms.CharField(widget=forms.Textarea, strip=False)
     model = forms.CharField(required=False)
     persona = forms.IntegerField(required=False)
+    uploads = UploadIdsField(required=False)
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(allow_empty_file=True)  # an empty file gets the service's own words
+    conversation = forms.UUIDField(required=False)
 
 
 class PersonaForm(forms.ModelForm):

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
 
 from localai_site.core.refusals import Refusal
+
+from .models import Upload
 
 MAX_SYNC_IDS = 200
 # The deepest frame the page sends is 2 (a sync's list of ids): deeper is refused before
@@ -28,6 +31,7 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 class SendFrame:
     content: str
     model: str | None
+    uploads: tuple[uuid.UUID, ...] = ()  # files stored beforehand (``chat:upload_new``), sent with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,17 @@ def _text(frame: dict, key: str) -> str:
     if not isinstance(value, str):
         raise Refusal("bad_frame", f"'{frame['type']}' needs '{key}' (text).")
     return value
+
+
+def _upload_ids(frame: dict) -> tuple[uuid.UUID, ...]:
+    ids = frame.get("uploads") or []
+    bad = Refusal("bad_frame", f"'uploads' must be a list of at most {Upload.PER_MESSAGE} file ids.")
+    if not isinstance(ids, list) or len(ids) > Upload.PER_MESSAGE or not all(isinstance(i, str) for i in ids):
+        raise bad
+    try:
+        return tuple(uuid.UUID(i) for i in ids)
+    except ValueError:
+        raise bad from None
 
 
 def _depth(text: str) -> int:
@@ -137,7 +152,7 @@ def frame_parse(raw: str | bytes | None, *, conversation_id: str) -> ClientFrame
         model = frame.get("model")
         if model is not None and not isinstance(model, str):
             raise Refusal("bad_frame", "'model' must be a model id (text).")
-        return SendFrame(content=content, model=model or None)
+        return SendFrame(content=content, model=model or None, uploads=_upload_ids(frame))
     if kind == "stop":
         return StopFrame(message_id=_optional_int(frame, "message"))
     if kind == "sync":

@@ -52,6 +52,10 @@ class CloudModel(models.Model):
     label = models.CharField(max_length=200, blank=True)
     enabled = models.BooleanField(default=False)
     context_length = models.PositiveIntegerField(default=32_768)
+    sees_images = models.BooleanField(
+        default=False,
+        help_text="Accepts images (OpenAI-style image parts). Guessed from the name at discovery.",
+    )
     discovered_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -222,6 +226,16 @@ UPLOAD_EXTENSIONS = {
     "image/webp": ".webp",
     "text/plain": ".txt",
 }
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
+
+
+class DocumentText(models.TextChoices):
+    """Where reading a PDF's text (``chat.read_document``) stands; blank for other files."""
+
+    PENDING = "pending", "Being read"
+    READ = "read", "Read"
+    NO_TEXT = "no_text", "No text layer"
+    FAILED = "failed", "Could not be read"
 
 
 class Upload(models.Model):
@@ -238,7 +252,17 @@ class Upload(models.Model):
     original_name = models.CharField(max_length=255)
     content_type = models.CharField(max_length=100, choices=[(t, t) for t in UPLOAD_EXTENSIONS])
     size = models.PositiveBigIntegerField()
+    # The message it was sent with; none while it waits in the composer. Deleted with it.
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments"
+    )
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=50, blank=True, help_text="Who received this file.")
+    page_count = models.PositiveIntegerField(null=True, blank=True)  # PDFs
+    text_status = models.CharField(max_length=10, choices=DocumentText.choices, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    PER_MESSAGE = 10  # files one message may carry
 
     class Meta:
         ordering = ["-created_at"]
@@ -246,3 +270,22 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return self.original_name
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type in IMAGE_TYPES
+
+
+class UploadPage(models.Model):
+    """The text of one page of a PDF, as read once by ``chat.read_document``."""
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="pages")
+    number = models.PositiveIntegerField()  # from 1
+    text = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["upload", "number"]
+        constraints = [models.UniqueConstraint(fields=["upload", "number"], name="unique_upload_page")]
+
+    def __str__(self) -> str:
+        return f"page {self.number} of {self.upload_id}"

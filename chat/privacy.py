@@ -14,7 +14,7 @@ from localai_site.core.privacy import (
 )
 
 from .display import message_display
-from .models import Conversation, Message, Persona, Upload
+from .models import Conversation, Message, Persona, Upload, UploadPage
 from .selectors import conversation_counts, recipients_of, uploads_for
 
 register(
@@ -56,8 +56,25 @@ register(
         purpose="Files you gave the instance, to use them in your chats.",
         category="uploads",
         # "file" names the original in the archive's files/ folder.
-        fields=("id", "conversation_id", "original_name", "content_type", "size", "created_at", "file"),
+        fields=(
+            "id",
+            "conversation_id",
+            "message_id",
+            "original_name",
+            "content_type",
+            "size",
+            "model",
+            "provider",
+            "created_at",
+            "file",
+        ),
         files=("file",),
+    ),
+    PersonalData(
+        UploadPage,
+        owner="upload__owner",
+        purpose="The text read from your PDFs, for the models you send them to.",
+        category=None,  # the PDFs themselves are in the export
     ),
 )
 

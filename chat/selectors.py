@@ -30,7 +30,9 @@ def uploads_for(*, user: User) -> QuerySet[Upload]:
     return (
         Upload.objects.filter(owner=user)
         .select_related("conversation")
-        .only("id", "original_name", "size", "created_at", "conversation__id", "conversation__title")
+        .only(
+            "id", "original_name", "size", "created_at", "provider", "conversation__id", "conversation__title"
+        )
     )
 
 
@@ -92,7 +94,7 @@ def conversation_messages_page(
     *, conversation: Conversation, before_id: int | None = None, limit: int = MESSAGES_PAGE
 ) -> tuple[list[Message], bool]:
     """The newest ``limit`` messages (before ``before_id``), oldest first, and whether older exist."""
-    messages = conversation.messages.exclude(role=Role.SYSTEM)
+    messages = conversation.messages.exclude(role=Role.SYSTEM).prefetch_related("attachments")
     if before_id is not None:
         messages = messages.filter(id__lt=before_id)
     page = list(messages.order_by("-id")[: limit + 1])

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -11,10 +13,12 @@ from django.views.decorators.http import require_GET, require_POST
 from localai_site.core.refusals import Refusal, refusal_message
 
 from . import selectors, services
-from .forms import MessageForm, PersonaForm
+from .forms import MessageForm, PersonaForm, UploadForm
+from .models import Upload
 from .providers.registry import models_offered
 
 CONVERSATIONS_SHOWN = 200
+IMAGE_PAGE_POLICY = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
 
 
 def _owned_or_404(request, conversation_id):
@@ -45,6 +49,8 @@ def _page(request, *, conversation=None, draft: str = "", status: int = 200):
         "personas": selectors.personas_visible(user=user),
         "selected_persona": request.GET.get("persona") or user.default_persona_id,
         "draft": draft,
+        "attachments_per_message": Upload.PER_MESSAGE,
+        "voice_max_seconds": settings.VOICE_MAX_SECONDS,  # the recorder stops itself there
     }
     return render(request, "chat/chat.html", context, status=status)
 
@@ -68,7 +74,11 @@ def conversation_start(request):
             persona_id=form.cleaned_data["persona"],
             remember_persona=True,
         )
-        services.message_send(conversation=conversation, content=form.cleaned_data["content"])
+        services.message_send(
+            conversation=conversation,
+            content=form.cleaned_data["content"],
+            upload_ids=form.cleaned_data["uploads"],
+        )
     except Refusal as refusal:
         refusal_message(request, refusal)
         return _page(request, draft=form.cleaned_data["content"], status=400)
@@ -110,6 +120,7 @@ def message_send(request, conversation_id):
             conversation=conversation,
             content=form.cleaned_data["content"],
             model_id=form.cleaned_data["model"],
+            upload_ids=form.cleaned_data["uploads"],
         )
     except Refusal as refusal:
         refusal_message(request, refusal)
@@ -196,6 +207,51 @@ def _upload_owned_or_404(request, upload_id):
 
 
 @login_required
+@require_POST
+def upload_new(request):
+    """A file from the composer, stored before its message is sent (``chat.js`` sends the
+    id with the message). Answers JSON: the file's id, or the refusal's code and words."""
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return JsonResponse({"code": "bad_upload", "error": "Choose a file to attach."}, status=400)
+    conversation_id = form.cleaned_data["conversation"]
+    conversation = _owned_or_404(request, conversation_id) if conversation_id else None
+    try:
+        upload = services.upload_save(
+            owner=request.user, conversation=conversation, file=form.cleaned_data["file"]
+        )
+    except Refusal as refusal:
+        return JsonResponse({"code": refusal.code, "error": refusal.message}, status=400)
+    return JsonResponse(
+        {
+            "id": str(upload.pk),
+            "name": upload.original_name,
+            "size": filesizeformat(upload.size),
+            "content_type": upload.content_type,
+            "image_url": reverse("chat:upload_image", args=[upload.pk]) if upload.is_image else None,
+            "delete_url": reverse("chat:upload_delete", args=[upload.pk]),
+        },
+        status=201,
+    )
+
+
+@login_required
+@require_GET
+def upload_image(request, upload_id):
+    """An image shown in the page, to its owner only. Safe to show: the bytes are the ones
+    we wrote when re-encoding it (``services.uploads``), not the ones we were given."""
+    upload = _upload_owned_or_404(request, upload_id)
+    if not upload.is_image:
+        raise Http404("Only images are shown in the page.")
+    response = FileResponse(upload.file.open("rb"), content_type=upload.content_type)
+    response["Cache-Control"] = "private, max-age=86400"
+    # Opened on its own, the browser's image viewer styles the page it makes around it; that
+    # page holds nothing of ours but the image, and may run nothing.
+    response["Content-Security-Policy"] = IMAGE_PAGE_POLICY
+    return response
+
+
+@login_required
 @never_cache
 def upload_download(request, upload_id):
     """Files go to their owner only, always as a download: never rendered by the browser."""
@@ -213,6 +269,8 @@ def upload_download(request, upload_id):
 def upload_delete(request, upload_id):
     upload = _upload_owned_or_404(request, upload_id)
     services.upload_delete(upload=upload)
+    if request.headers.get("Accept") == "application/json":  # a chip removed in the composer
+        return HttpResponse(status=204)
     messages.success(request, f"Deleted “{upload.original_name}”.")
     return redirect(f"{reverse('accounts:privacy')}#files")
 
@@ -228,3 +286,27 @@ def history_clear(request):
     kind = "local-model" if scope == "local" else "cloud"
     messages.success(request, f"Deleted {count} {kind} conversation{'s' if count != 1 else ''}.")
     return redirect("accounts:privacy")
+
+
+@login_required
+@require_POST
+def voice_upload(request):
+    """A voice recording from the composer: answers where to ask for its words (JSON)."""
+    recording = request.FILES.get("audio")
+    if recording is None:
+        return JsonResponse({"error": "No recording was sent."}, status=400)
+    try:
+        token = services.voice_recording_save(owner=request.user, file=recording)
+    except Refusal as refusal:
+        return JsonResponse({"error": refusal.message, "code": refusal.code}, status=400)
+    return JsonResponse({"status_url": reverse("chat:voice_status", args=[token])}, status=202)
+
+
+@login_required
+@require_GET
+@never_cache
+def voice_status(request, token):
+    status = services.voice_status(owner=request.user, token=token)
+    if status is None:
+        raise Http404("No such recording of yours.")
+    return JsonResponse({"state": status.state, "text": status.text, "error": status.message})

@@ -194,6 +194,12 @@ CELERY_TASK_DEFAULT_QUEUE = Queue.DEFAULT.value
 # Embedded mode runs the same schedule on a thread of `localai serve` (localai_site/schedule.py).
 CELERY_BEAT_SCHEDULE = {
     "fail-stale-replies": {"task": "chat.fail_stale_replies", "schedule": 15.0, "options": {"expires": 15}},
+    # Voice recordings a worker that died left behind (each is deleted once transcribed).
+    "forget-stale-recordings": {
+        "task": "chat.forget_stale_recordings",
+        "schedule": 600.0,
+        "options": {"expires": 600},
+    },
     "enforce-retention": {
         "task": "accounts.enforce_retention",
         "schedule": 3600.0,
@@ -243,6 +249,15 @@ CHAT_QUEUED_TIMEOUT_S = env_int("CHAT_QUEUED_TIMEOUT_S", 600, minimum=10, maximu
 CHAT_MAX_ACTIVE_REPLIES = env_int("CHAT_MAX_ACTIVE_REPLIES", 2, minimum=1, maximum=10_000)
 # The largest file a person may upload (PDF, image or plain text).
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_MB", 25, minimum=1, maximum=100_000) * 1024 * 1024
+# Images are decoded to be re-encoded: larger ones are refused (a decompression bomb is a
+# small file that decodes to gigabytes), and those kept are scaled to this longest side.
+UPLOAD_IMAGE_MAX_PIXELS = env_int("UPLOAD_IMAGE_MAX_MEGAPIXELS", 50, minimum=1, maximum=1000) * 1_000_000
+UPLOAD_IMAGE_MAX_SIDE = env_int("UPLOAD_IMAGE_MAX_SIDE", 2048, minimum=64, maximum=16_384)
+# Longer PDFs are refused: their text is read page by page into the database.
+UPLOAD_PDF_MAX_PAGES = env_int("UPLOAD_PDF_MAX_PAGES", 2000, minimum=1, maximum=100_000)
+# Voice input: recordings longer or larger than this are refused before transcription.
+VOICE_MAX_SECONDS = env_int("VOICE_MAX_SECONDS", 120, minimum=1, maximum=3600)
+VOICE_MAX_BYTES = env_int("VOICE_MAX_MB", 10, minimum=1, maximum=1000) * 1024 * 1024
 
 # How long a cloud provider may take to answer (seconds), and how often a failure to
 # connect is retried before the reply fails.

@@ -111,8 +111,8 @@ class MisbehavingProvider(ThreadingHTTPServer):
     """An OpenAI-style endpoint whose model names choose how it fails:
     ``rate-limited`` (429), ``server-error`` (500), ``slow`` (answers after 5 s),
     ``drops`` (streams two pieces, then cuts the connection), ``echo`` (streams the
-    last user message back), anything else streams ``tokens`` pieces, one every
-    ``interval`` seconds (``paced``)."""
+    last user message's text back), anything else streams ``tokens`` pieces, one every
+    ``interval`` seconds (``paced``). Each request's body is kept in ``requests``."""
 
     daemon_threads = True
 
@@ -120,6 +120,7 @@ class MisbehavingProvider(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.interval = interval
         self.tokens = tokens
+        self.requests: list[dict] = []
         self.base_url = f"http://127.0.0.1:{self.server_address[1]}/v1"
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -150,6 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append(body)
         model = body["model"]
         if model == "rate-limited":
             return self._json(429, {"error": {"message": "slow down", "type": "rate_limit"}})
@@ -162,7 +164,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         if model == "echo":
-            text = body["messages"][-1]["content"]
+            content = body["messages"][-1]["content"]  # text, or parts: text and images
+            text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
             third = max(1, len(text) // 3)
             pieces = [text[i : i + third] for i in range(0, len(text), third)]
         else:

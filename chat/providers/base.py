@@ -12,6 +12,7 @@ from localai_site.core.refusals import Refusal
 class ChatTurn:
     role: str  # "system" | "user" | "assistant"
     content: str
+    images: tuple[str, ...] = ()  # data URLs (``data:image/png;base64,…``) sent with the text
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,31 @@ PRESET_BASE_URLS: dict[str, str] = {
     CloudProviderKind.GROK: "https://api.x.ai/v1",
     CloudProviderKind.DEEPSEEK: "https://api.deepseek.com/v1",
 }
+
+# Which models accept image parts: /v1/models does not say, so discovery guesses from the
+# name (the admin corrects it per model). Families that see images, wherever the name
+# carries a prefix (Gemini's "models/…"), minus the speech, search and embedding variants.
+_SEES_IMAGES = re.compile(
+    r"(?:^|/)(?:chatgpt-4o|gpt-4o|gpt-4\.1|gpt-4-turbo|gpt-5|o1(?!-mini)|o3(?!-mini)|o4-mini"
+    r"|claude-(?!2|instant)|gemini-|grok-4|grok-.*vision|pixtral|llava)|vision|-vl\b",
+    re.IGNORECASE,
+)
+_NOT_A_CHAT_MODEL = re.compile(r"tts|transcribe|audio|realtime|embedding|search|image-", re.IGNORECASE)
+
+
+def model_sees_images(name: str) -> bool:
+    """The discovery default for ``CloudModel.sees_images``."""
+    return bool(_SEES_IMAGES.search(name)) and not _NOT_A_CHAT_MODEL.search(name)
+
+
+def _message(turn: ChatTurn) -> dict:
+    """A turn as the chat completions API takes it; images as base64 data URLs, never a
+    URL of ours (the provider could not fetch it, and must not learn it)."""
+    if not turn.images:
+        return {"role": turn.role, "content": turn.content}
+    parts: list[dict] = [{"type": "text", "text": turn.content}]
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in turn.images]
+    return {"role": turn.role, "content": parts}
 
 
 def _client(provider: CloudProvider):
@@ -86,7 +112,7 @@ class OpenAICompatibleProvider:
             try:
                 return client.chat.completions.create(
                     model=self.model_name,
-                    messages=[{"role": t.role, "content": t.content} for t in turns],
+                    messages=[_message(t) for t in turns],
                     stream=True,
                     stream_options={"include_usage": True},
                     max_tokens=params.max_tokens,

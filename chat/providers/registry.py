@@ -30,6 +30,11 @@ class ModelChoice:
     def is_local(self) -> bool:
         return self.provider == Provider.LOCAL
 
+    @property
+    def sees_images(self) -> bool:
+        # Local vision (llama.cpp's multimodal path) is not wired yet: local models read text.
+        return self.cloud_model is not None and self.cloud_model.sees_images
+
     def queue(self) -> str:
         """Where its reply is made: cloud replies on the shared queue; local ones on the
         queue of a worker that already holds the model, when one is free."""

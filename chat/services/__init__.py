@@ -3,7 +3,7 @@ the admin and tests call it as ``services.<thing>_<action>``.
 
 Dependencies among the modules point one way (an import-linter contract keeps it so):
 ``conversations`` (with ``personas``) and ``generation`` (with ``prompt``) use ``replies``;
-``replies`` and ``uploads`` use ``choice``; ``choice``, ``prompt``, ``personas`` and
+``replies``, ``uploads`` and ``voice`` use ``choice``; ``choice``, ``prompt``, ``personas`` and
 ``cloud`` use none of the others.
 """
 
@@ -20,7 +20,8 @@ from .generation import reply_generate
 from .personas import persona_delete, persona_save
 from .prompt import Prompt, history_of, prompt_build
 from .replies import message_edit, message_send, replies_fail_stale, reply_regenerate, reply_stop
-from .uploads import upload_delete, upload_save
+from .uploads import upload_delete, upload_document_read, upload_save
+from .voice import voice_recording_save, voice_recordings_forget_stale, voice_status, voice_transcribe
 
 __all__ = [
     "Prompt",
@@ -43,5 +44,10 @@ __all__ = [
     "reply_regenerate",
     "reply_stop",
     "upload_delete",
+    "upload_document_read",
     "upload_save",
+    "voice_recording_save",
+    "voice_recordings_forget_stale",
+    "voice_status",
+    "voice_transcribe",
 ]

@@ -1,6 +1,6 @@
 """Which model may answer whom: the model chosen for a reply, and the lines nothing crosses
-(a local-only account, cloud turned off, a local conversation going to the cloud,
-restricted processing). Each refusal is said for the person."""
+(a local-only account, cloud turned off, a local conversation going to the cloud, images
+for a model that cannot see them, restricted processing). Each refusal is said for the person."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from accounts.models import User
 from accounts.selectors import instance_settings_get
 from chat.models import Conversation, Provider
 from chat.providers import ModelChoice, model_resolve
+from chat.providers.registry import models_offered
 from localai_site.core.refusals import Refusal
 
 
@@ -35,14 +36,35 @@ def model_choose(*, user: User, model_id: str | None) -> ModelChoice:
     return choice
 
 
+def _stays_local(conversation: Conversation) -> bool:
+    return conversation.provider == Provider.LOCAL and conversation.messages.exists()
+
+
 def privacy_line_check(*, conversation: Conversation, choice: ModelChoice) -> None:
     """A conversation that used a local model never goes to a cloud provider."""
-    if not choice.is_local and conversation.provider == Provider.LOCAL and conversation.messages.exists():
+    if not choice.is_local and _stays_local(conversation):
         raise Refusal(
             "stays_local",
             f"This conversation used a local model, so it stays on this instance. "
             f"Start a new chat to use {choice.provider_name}.",
         )
+
+
+def images_check(*, user: User, conversation: Conversation, choice: ModelChoice) -> None:
+    """Images go only to a model that can see them; the refusal names the ones that can and
+    that this conversation may use (never a cloud one for a conversation kept local)."""
+    if choice.sees_images:
+        return
+    if _stays_local(conversation):
+        raise Refusal(
+            "no_vision",
+            "The models on this instance cannot look at images yet, and this conversation stays "
+            "on this instance. Remove the image, or start a new chat with a model that sees images.",
+        )
+    _, cloud = models_offered(include_cloud=cloud_allowed(user=user))
+    seeing = [f"{model.label} ({model.provider_name})" for model in cloud if model.sees_images]
+    where = f"Models that can: {', '.join(seeing)}." if seeing else "No model on this instance can."
+    raise Refusal("no_vision", f"{choice.label} cannot look at images. {where}")
 
 
 def restriction_check(*, user: User) -> None:

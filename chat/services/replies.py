@@ -4,6 +4,8 @@ edited message, Stop, and replies whose worker is gone. Writing a reply is ``gen
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -17,13 +19,14 @@ from billing.models import UsageKind
 from billing.services import quota_spend
 from chat import live
 from chat.events import message_event, removed_event
-from chat.models import ACTIVE_STATUSES, Conversation, Message, MessageStatus, Role
+from chat.models import ACTIVE_STATUSES, IMAGE_TYPES, Conversation, Message, MessageStatus, Role, Upload
 from chat.providers import ModelChoice
+from localai_site.core.files import files_delete_after_commit
 from localai_site.core.realtime import publisher
 from localai_site.core.refusals import Refusal
 from localai_site.core.tasks import TaskQueueUnavailable, task_enqueue
 
-from .choice import model_choose, privacy_line_check, restriction_check
+from .choice import images_check, model_choose, privacy_line_check, restriction_check
 
 logger = logging.getLogger(__name__)
 
@@ -122,16 +125,44 @@ def _reply_start(conversation: Conversation, choice: ModelChoice, *announce: Mes
     return reply
 
 
+def _attachments_take(
+    *, owner: User, conversation: Conversation, upload_ids: Sequence[uuid.UUID]
+) -> list[Upload]:
+    """The files a message is sent with: the sender's, stored and sent with nothing yet."""
+    wanted = set(upload_ids)
+    if len(wanted) > Upload.PER_MESSAGE:
+        raise Refusal("too_many_files", f"A message can carry at most {Upload.PER_MESSAGE} files.")
+    uploads = list(
+        Upload.objects.select_for_update()
+        .filter(pk__in=wanted, owner=owner, message__isnull=True)
+        .filter(Q(conversation__isnull=True) | Q(conversation=conversation))
+    )
+    if len(uploads) != len(wanted):
+        gone = "A file you attached is not there any more (deleted, or sent already): attach it again."
+        raise Refusal("upload_gone", gone)
+    return uploads
+
+
 @transaction.atomic
 def message_send(
-    *, conversation: Conversation, content: str, model_id: str | None = None
+    *,
+    conversation: Conversation,
+    content: str,
+    model_id: str | None = None,
+    upload_ids: Sequence[uuid.UUID] = (),
 ) -> tuple[Message, Message]:
-    """Save the user's message and an empty reply, then start generating it after commit."""
+    """Save the user's message with its files and an empty reply, then start generating it
+    after commit."""
     text = _content_check(content)
     conversation = _lock_idle(conversation)  # fresh from the database: the socket's copy may be old
     owner = conversation.owner
     choice = model_choose(user=owner, model_id=model_id or conversation.model)
     privacy_line_check(conversation=conversation, choice=choice)
+    attachments = _attachments_take(owner=owner, conversation=conversation, upload_ids=upload_ids)
+    # The images sent before go to this model too, with the history.
+    sent_images = conversation.uploads.filter(message__isnull=False, content_type__in=IMAGE_TYPES)
+    if any(upload.is_image for upload in attachments) or sent_images.exists():
+        images_check(user=owner, conversation=conversation, choice=choice)
 
     user_message = Message.objects.create(
         conversation=conversation,
@@ -139,6 +170,9 @@ def message_send(
         content=text,
         model=choice.model_id,
         provider=choice.provider,
+    )
+    Upload.objects.filter(pk__in=[upload.pk for upload in attachments]).update(
+        message=user_message, conversation=conversation, model=choice.model_id, provider=choice.provider
     )
     conversation.model = choice.model_id
     conversation.provider = choice.provider
@@ -177,7 +211,8 @@ def message_edit(*, conversation: Conversation, message_id: int, content: str) -
         raise Refusal("not_found", "There is no message of yours with that id here.")
     choice = model_choose(user=conversation.owner, model_id=conversation.model)
     later = list(conversation.messages.filter(id__gt=message.pk).values_list("id", flat=True))
-    conversation.messages.filter(id__in=later).delete()
+    files_delete_after_commit(upload.file for upload in Upload.objects.filter(message_id__in=later))
+    conversation.messages.filter(id__in=later).delete()  # their files' rows with them
     message.content = text
     message.save(update_fields=["content"])
     publisher.publish(conversation.group_name, removed_event(later))

@@ -185,6 +185,7 @@ function requestSync(extraIds = []) {
 
 function showError(frame) {
   statusLine.replaceChildren(frame.error);
+  form.dispatchEvent(new CustomEvent("composer:refused", { detail: frame }));
   if (frame.code === "stays_local") {
     const link = document.createElement("a");
     link.className = "button";
@@ -324,10 +325,12 @@ form.addEventListener("submit", (event) => {
   }
   if (!chat.dataset.conversation) return; // a new chat starts with a normal form post
   event.preventDefault();
-  if (send({ type: "send", content, model: modelSelect?.value || null })) {
+  const uploads = new FormData(form).getAll("uploads"); // stored files (attachments.js)
+  if (send({ type: "send", content, model: modelSelect?.value || null, uploads })) {
     input.value = "";
     autosize();
     statusLine.textContent = "";
+    form.dispatchEvent(new CustomEvent("composer:sent"));
   } else {
     statusLine.textContent = "Not connected yet; your message is still here.";
   }
