@@ -3,6 +3,7 @@ delete my account. Real Chromium against the real server; files on the real disk
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -62,7 +63,7 @@ class PrivacyFlowTests(BrowserTestCase):
             upload_save(
                 owner=person,
                 conversation=conversation,
-                file=uploaded(f"scan {index}.pdf", b"%PDF-1.7\n" + os.urandom(2 * 1024 * 1024)),
+                file=uploaded(f"notes {index}.txt", base64.b64encode(os.urandom(3 * 512 * 1024))),  # 2 MB
             )
         self._open_privacy()
         page.get_by_role("button", name="Prepare a new download").click()
@@ -81,10 +82,10 @@ class PrivacyFlowTests(BrowserTestCase):
             conversations = json.loads(archive.read("conversations.json"))
             messages = json.loads(archive.read("messages.json"))
             uploads = json.loads(archive.read("uploads.json"))
-            first_scan = next(u for u in uploads if u["original_name"] == "scan 0.pdf")
+            first_notes = next(u for u in uploads if u["original_name"] == "notes 0.txt")
             assert (
-                archive.read(f"files/{first_scan['file']}")
-                == _on_disk(Upload.objects.get(pk=first_scan["id"])).read_bytes()
+                archive.read(f"files/{first_notes['file']}")
+                == _on_disk(Upload.objects.get(pk=first_notes["id"])).read_bytes()
             )
             assert "index.html" in archive.namelist()
         assert manifest["subject"] == "downloader@example.com" and manifest["schema_version"] == 1
