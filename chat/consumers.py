@@ -76,6 +76,8 @@ class ChatConsumer(LiveConsumer):
         reply = messages[-1]
         if reply.status != MessageStatus.FAILED:
             return
-        for message in messages:
-            await self.send_json(message_event(message))
+        # A bubble's HTML reads its files from the database: made off the event loop.
+        events = await database_work(lambda: [message_event(message) for message in messages])()
+        for event in events:
+            await self.send_json(event)
         await self.refuse(Refusal("queue_unreachable", reply.error))
