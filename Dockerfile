@@ -44,9 +44,10 @@ RUN pip install --no-deps . \
 # --- runtime --------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 
-# llama.cpp is built with OpenMP: libgomp is its one runtime library slim lacks.
+# llama.cpp is built with OpenMP: libgomp is its one runtime library slim lacks. Tesseract
+# reads scanned PDF pages (OCR; English).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 \
+    && apt-get install -y --no-install-recommends libgomp1 tesseract-ocr \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 1000 localai \

@@ -8,8 +8,10 @@ from localai_site.core.admin_actions import confirmed_action
 from localai_site.core.privacy import user_erase
 
 from . import services
+from .api_keys import api_key_revoke
 from .forms import AdminUserChangeForm
 from .models import (
+    ApiKey,
     Consent,
     CrashReport,
     DataSubjectRequest,
@@ -227,7 +229,7 @@ class ExportArchiveAdmin(admin.ModelAdmin):
 
 @admin.register(InstanceSettings)
 class InstanceSettingsAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "signup_mode", "cloud_enabled", "minimum_age", "updated_at"]
+    list_display = ["__str__", "signup_mode", "cloud_enabled", "api_enabled", "minimum_age", "updated_at"]
 
     def has_add_permission(self, request):
         return not InstanceSettings.objects.exists()
@@ -311,6 +313,37 @@ class CrashReportAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Every person's API keys, by name and prefix: the keys themselves are never stored."""
+
+    list_display = ["name", "prefix", "user", "scope", "local_only", "created_at", "expires_at",
+                    "last_used_at", "last_used_ip", "revoked_at"]  # fmt: skip
+    list_filter = ["scope", "local_only", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "user__email"]
+    fields = ["user", "name", "prefix", "scope", "local_only", "keep_history", "created_at", "expires_at",
+              "last_used_at", "last_used_ip", "revoked_at"]  # fmt: skip
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    @confirmed_action(
+        description="Revoke the selected keys",
+        title="Revoke these API keys?",
+        explanation="Tools using them are refused from now on; their owners can make new ones.",
+        confirm_label="Yes, revoke",
+        done=lambda key, _: f"{key} is revoked.",
+        dangerous=True,
+    )
+    def revoke(self, request, key: ApiKey) -> ApiKey:
+        return api_key_revoke(key=key)
+
+    def has_add_permission(self, request):
+        return False  # a key is shown once, to the person who makes it
 
     def has_change_permission(self, request, obj=None):
         return False

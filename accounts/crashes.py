@@ -35,7 +35,7 @@ _SECRET_ASSIGNMENT = re.compile(
     r"(?i)\b(api[_-]?key|token|secret|password|passwd|authorization|cookie|session(?:id)?)\b(\s*[=:]\s*)\S+"
 )
 _BEARER = re.compile(r"(?i)\bbearer\s+\S+")
-_KEY_LIKE = re.compile(r"\b(?:sk|pk|rk|whsec|hf|xai|ghp)[-_][A-Za-z0-9_-]{8,}")
+_KEY_LIKE = re.compile(r"\b(?:sk|pk|rk|whsec|hf|xai|ghp|lai)[-_][A-Za-z0-9_-]{8,}")
 # Long runs of letters mixed with digits: tokens and keys (plain identifiers have no digits).
 _LONG_TOKEN = re.compile(
     r"(?=[A-Za-z0-9_+=-]{32,})(?=[A-Za-z_+=-]*\d)(?=[0-9_+=-]*[A-Za-z])[A-Za-z0-9_+=-]{32,}"

@@ -5,7 +5,7 @@ from django.db import transaction
 
 from localai_site.core.files import files_delete_after_commit
 
-from .models import User
+from .models import ApiKeyScope, User
 from .selectors import instance_settings_get
 from .services import signup_consents_record
 
@@ -125,3 +125,28 @@ class SignupConsentForm(forms.Form):
     def signup(self, request, user) -> None:
         analytics = self.cleaned_data.get("analytics", False) and not getattr(request, "gpc", False)
         signup_consents_record(user=user, analytics=analytics)
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=80, help_text="Which tool will use it, so you can tell keys apart.")
+    scope = forms.ChoiceField(
+        choices=ApiKeyScope.choices,
+        initial=ApiKeyScope.CHAT,
+        widget=forms.RadioSelect(attrs={"class": "choice-row"}),
+        label="It may",
+    )
+    local_only = forms.BooleanField(
+        required=False, label="Local models only", help_text="Its chats are never sent to a cloud provider."
+    )
+    keep_history = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Keep its chats in my history",
+        help_text="Off: each chat is deleted once it is answered.",
+    )
+    expires_on = forms.DateField(
+        required=False,
+        label="Expires on",
+        help_text="Empty: until you revoke it.",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )

@@ -112,6 +112,11 @@ class InstanceSettings(SingletonModel):
     cloud_enabled = models.BooleanField(
         default=True, help_text="Let people use cloud providers. Off: every reply is made on this instance."
     )
+    api_enabled = models.BooleanField(
+        "API enabled",
+        default=True,
+        help_text="Let people use the OpenAI-compatible API at /v1/ with their personal keys.",
+    )
     minimum_age = models.PositiveSmallIntegerField(
         choices=[(13, "13 years"), (16, "16 years")],
         default=16,
@@ -423,3 +428,52 @@ class CrashReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.exception_type}: {self.message[:80]}"
+
+
+class ApiKeyScope(models.TextChoices):
+    CHAT = "chat", "Chat and list models"
+    MODELS = "models", "List models only (read-only)"
+
+
+class ApiKey(models.Model):
+    """A personal key for the OpenAI-compatible API. The key itself is shown once, when it is
+    made; the row keeps a keyed hash of it (``accounts.services.api_key_digest``) and the
+    prefix that names it in lists."""
+
+    PREFIX_CHARS = 12  # "lai_" and 8 more: enough to tell keys apart, far too few to use
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=80)
+    prefix = models.CharField(max_length=PREFIX_CHARS, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    scope = models.CharField(max_length=10, choices=ApiKeyScope.choices, default=ApiKeyScope.CHAT)
+    local_only = models.BooleanField(
+        default=False, help_text="Replies through this key are made on this instance, never in the cloud."
+    )
+    keep_history = models.BooleanField(
+        default=True, help_text="Chats through this key appear in the history; off: deleted once answered."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def is_usable(self) -> bool:
+        return self.revoked_at is None and not self.is_expired
+
+    @property
+    def can_chat(self) -> bool:
+        return self.scope == ApiKeyScope.CHAT

@@ -4,7 +4,16 @@ from django.contrib.admin.models import LogEntry
 
 from localai_site.core.privacy import Erase, PersonalData, pseudonym, register, register_section
 
-from .models import Consent, DataSubjectRequest, ExportArchive, Invitation, PolicyVersion, UsageEvent, User
+from .models import (
+    ApiKey,
+    Consent,
+    DataSubjectRequest,
+    ExportArchive,
+    Invitation,
+    PolicyVersion,
+    UsageEvent,
+    User,
+)
 from .retention import retention_table
 
 register(
@@ -105,6 +114,25 @@ register(
         purpose="Requests you handled as an admin.",
         category=None,
         erase=Erase.UNLINK,
+    ),
+    PersonalData(
+        ApiKey,
+        owner="user",
+        purpose="Your keys for the API: which tool may use it, and from where it was last used.",
+        category="api_keys",
+        # Never the digest: it is what the key is checked against.
+        fields=(
+            "name",
+            "prefix",
+            "scope",
+            "local_only",
+            "keep_history",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "last_used_ip",
+            "revoked_at",
+        ),  # fmt: skip
     ),
     PersonalData(
         Consent,

@@ -13,6 +13,8 @@ urlpatterns = [
     path("privacy/exports/<str:token>/download/", views.export_download, name="export_download"),
     path("privacy/analytics/", views.analytics_consent, name="analytics_consent"),
     path("privacy/delete-account/", views.account_delete, name="account_delete"),
+    path("api-keys/", views.api_keys, name="api_keys"),
+    path("api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path(
         "admin-exports/<int:export_id>/download/", views.export_admin_download, name="export_admin_download"
     ),

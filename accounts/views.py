@@ -1,3 +1,5 @@
+from datetime import datetime, time
+
 from allauth.account import views as allauth_account_views
 from allauth.socialaccount import views as allauth_social_views
 from django.contrib import admin, messages
@@ -8,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -17,9 +20,11 @@ from localai_site.core.refusals import Refusal, refusal_message
 
 from . import selectors, services
 from .analytics import usage_summary
+from .api_keys import api_key_create, api_keys_of
+from .api_keys import api_key_revoke as key_revoke
 from .charts import dashboard_charts
-from .forms import AccountDeleteForm, ProfileForm
-from .models import ConsentPurpose, ConsentSource, ExportArchive, PolicyVersion
+from .forms import AccountDeleteForm, ApiKeyForm, ProfileForm
+from .models import ApiKey, ConsentPurpose, ConsentSource, ExportArchive, PolicyVersion
 from .policy import policy_html
 
 
@@ -143,6 +148,50 @@ def account_delete(request):
         messages.success(request, "Your account and everything kept about you were erased.")
         return redirect("account_login")
     return render(request, "accounts/account_delete.html", {"form": form})
+
+
+@login_required
+@never_cache  # the new key is on the page once: no copy of it in any cache
+def api_keys(request):
+    """The person's API keys; a new one is shown on the page that made it, and never again."""
+    form = ApiKeyForm(request.POST or None)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        expires_on = form.cleaned_data["expires_on"]
+        expires_at = None
+        if expires_on is not None:  # the end of that day, where the person is
+            day_end = datetime.combine(expires_on, time.max)
+            expires_at = timezone.make_aware(day_end, timezone.get_current_timezone())
+        try:
+            created = api_key_create(
+                user=request.user,
+                name=form.cleaned_data["name"],
+                scope=form.cleaned_data["scope"],
+                local_only=form.cleaned_data["local_only"],
+                keep_history=form.cleaned_data["keep_history"],
+                expires_at=expires_at,
+            )
+        except Refusal as refusal:
+            form.add_error(None, refusal.message)
+        else:
+            form = ApiKeyForm()
+    context = {
+        "form": form,
+        "created": created,
+        "keys": api_keys_of(user=request.user),
+        "api_enabled": selectors.instance_settings_get().api_enabled,
+        "api_base": request.build_absolute_uri(reverse("chat:api_models")).removesuffix("/models"),
+    }
+    return render(request, "accounts/api_keys.html", context)
+
+
+@login_required
+@require_POST
+def api_key_revoke(request, key_id):
+    key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
+    key_revoke(key=key)
+    messages.success(request, f"The key “{key.name}” is revoked; tools using it are refused from now on.")
+    return redirect("accounts:api_keys")
 
 
 @permission_required("accounts.handle_data_requests", raise_exception=True)

@@ -46,7 +46,7 @@ class Plan(models.Model):
     local_limited = models.BooleanField(
         default=False,
         help_text="Count messages to local models against the daily limit too "
-        "(by default not: they cost nothing per message).",
+        "(they cost nothing per message).",
     )
 
     class Meta:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -77,6 +78,15 @@ def quota_spend(*, user: User, kind: UsageKind, model_id: str = "", local: bool 
             f"{'day' if kind == UsageKind.CLOUD_MESSAGE else 'period'}. They reset at {_reset_phrase(end)}. "
             + _upgrade_offer(plan, lambda other: (more := limit_of(other, kind)) is None or more > limit),
         )
+
+
+def quota_return(*, user: User, kind: UsageKind, spent_at: datetime, units: int = 1) -> None:
+    """Give back ``units`` spent at ``spent_at`` for work that failed without a result (an
+    image the provider refused): counted in the window they were spent in, never below zero."""
+    start, _ = usage_window(kind=kind, subscription=subscription_of(user=user), now=spent_at)
+    UsageCounter.objects.filter(user=user, kind=kind, window_start=start, used__gte=units).update(
+        used=F("used") - units
+    )
 
 
 @transaction.atomic

@@ -92,7 +92,7 @@ class CloudProviderForm(forms.ModelForm):
 
     class Meta:
         model = CloudProvider
-        fields = ["name", "slug", "kind", "base_url", "api_key", "enabled"]
+        fields = ["name", "slug", "kind", "base_url", "api_key", "transcription_model", "enabled"]
 
     def clean(self):
         cleaned = super().clean()
@@ -103,7 +103,7 @@ class CloudProviderForm(forms.ModelForm):
 
 class CloudModelInline(admin.TabularInline):
     model = CloudModel
-    fields = ["name", "label", "enabled", "context_length", "sees_images"]
+    fields = ["name", "label", "enabled", "context_length", "sees_images", "makes_images"]
     readonly_fields = ["name"]
     extra = 0
     can_delete = True
@@ -141,6 +141,16 @@ class CloudProviderAdmin(admin.ModelAdmin):
                     f"{provider}: {found} new model(s); enable the ones people may use.",
                     messages.SUCCESS,
                 )
+
+
+@admin.register(CloudModel)
+class CloudModelAdmin(admin.ModelAdmin):
+    """Models by hand, for a provider whose list lacks one (image model names change often)."""
+
+    list_display = ["name", "provider", "enabled", "sees_images", "makes_images"]
+    list_filter = ["provider", "enabled", "makes_images"]
+    list_editable = ["enabled", "makes_images"]
+    fields = ["provider", "name", "label", "enabled", "context_length", "sees_images", "makes_images"]
 
 
 def _is_private(persona: Persona | None) -> bool:

@@ -41,7 +41,7 @@ class ChatConsumer(LiveConsumer):
 
     async def _handle(self, frame: ClientFrame) -> None:
         if isinstance(frame, SendFrame):
-            user_message, reply = await database_work(services.message_send)(
+            user_message, reply = await database_work(services.chat_message_send)(  # or /image
                 conversation=self.conversation,
                 content=frame.content,
                 model_id=frame.model,

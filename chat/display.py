@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from localai_site.core.markdown import markdown_to_html
 
-from .models import Message, MessageStatus, Provider, Role
+from .models import DocumentText, Message, MessageStatus, Provider, Role, Upload
 
 _STATUS_WORDS = {
     MessageStatus.QUEUED: "Waiting for the model…",
@@ -71,9 +71,34 @@ def _stats(message: Message) -> str:
 
 def _context(message: Message) -> str:
     n = message.omitted_turns
-    if not n:
-        return ""
-    return f"{n} earlier message{'' if n == 1 else 's'} left out to fit the model's context"
+    notes = [f"{n} earlier message{'' if n == 1 else 's'} left out to fit the model's context"] if n else []
+    if message.pages_used:
+        notes.append(f"the model read only {message.pages_used}, the most relevant to the question")
+    return "; ".join(notes)
+
+
+def upload_reading(upload: Upload) -> str:
+    """How reading a PDF's text went, as its card says it; empty when there is nothing to say."""
+    n, pages = upload.ocr_pages, upload.page_count or 0
+    if upload.text_status == DocumentText.READ and n:
+        return (
+            "scanned, read by OCR" if n == pages else f"{n} scanned page{'' if n == 1 else 's'} read by OCR"
+        )
+    return _READING_WORDS.get(upload.text_status, "")
+
+
+def upload_recipients(upload: Upload) -> str:
+    """Who received a file, as Settings → Privacy lists it: "this instance", or the providers;
+    empty when no model has had it yet."""
+    providers = dict.fromkeys(delivery.provider for delivery in upload.deliveries.all())
+    return ", ".join(recipient_label(provider) for provider in providers)
+
+
+_READING_WORDS: dict[str, str] = {
+    DocumentText.NO_TEXT: "no text",
+    DocumentText.NO_OCR: "scanned, no text: OCR is not installed here",
+    DocumentText.FAILED: "could not be read",
+}
 
 
 def _announcement(message: Message, html: str | None) -> str:

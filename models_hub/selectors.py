@@ -7,9 +7,9 @@ from django.template.defaultfilters import filesizeformat
 
 from localai_site.core.queues import Queue
 
-from .catalog import CATALOG, CatalogEntry
+from .catalog import CATALOG, SPEECH_CATALOG, CatalogEntry, SpeechEntry
 from .machine import Machine, disk_free, machine_facts, memory_needed
-from .models import HubSettings, LocalModel, LocalModelStatus
+from .models import HubSettings, LocalModel, LocalModelStatus, SpeechModel
 from .runtime import load_spec_for
 from .workers import WorkerView, workers_list
 
@@ -98,7 +98,7 @@ def hub_page() -> HubPage:
             model=models.get(entry.slug),
             fit=fit_for(
                 needed=memory_needed(
-                    size_bytes=entry.size_bytes,
+                    size_bytes=entry.download_bytes,
                     kv_bytes_per_token=entry.kv_bytes_per_token,
                     n_ctx=min(entry.context_length, default_ctx),
                 ),
@@ -126,3 +126,26 @@ def hub_page() -> HubPage:
         workers=workers,
         token_hint=hub_settings_get().access_token_hint,
     )
+
+
+def speech_model_in_use() -> SpeechModel | None:
+    """The installed speech model voice input uses; None: the bundled tiny.en."""
+    return SpeechModel.objects.filter(in_use=True, status=LocalModelStatus.READY).first()
+
+
+@dataclass(frozen=True)
+class SpeechRow:
+    """A speech model of the catalog as the hub page shows it."""
+
+    entry: SpeechEntry
+    model: SpeechModel | None  # None: not installed
+
+    @property
+    def progress_percent(self) -> int:
+        model = self.model
+        return int(100 * model.downloaded_bytes / model.size_bytes) if model and model.size_bytes else 0
+
+
+def speech_rows() -> list[SpeechRow]:
+    installed = {model.slug: model for model in SpeechModel.objects.all()}
+    return [SpeechRow(entry, installed.get(entry.slug)) for entry in SPEECH_CATALOG]

@@ -13,7 +13,7 @@ from localai_site.core.sockets import CLOSE_CODES
 
 from . import runtime, selectors, services
 from .forms import AddModelForm, ModelSettingsForm, TokenForm
-from .models import LocalModel
+from .models import LocalModel, SpeechModel
 from .permissions import can_manage_models
 
 
@@ -58,6 +58,8 @@ def hub(request):
         "installed": [
             (row, ModelSettingsForm(instance=row.model, prefix=row.model.slug)) for row in page.installed
         ],
+        "speech_rows": selectors.speech_rows(),
+        "speech_in_use": selectors.speech_model_in_use(),
     }
     return render(request, "models_hub/hub.html", context)
 
@@ -171,6 +173,39 @@ def health_reset(request, slug):
         lambda: runtime.model_health_reset(model=model),
         "{model} is switched on again; it is probed afresh on its next reply.",
     )
+
+
+def _speech_model(slug: str) -> SpeechModel:
+    return get_object_or_404(SpeechModel, slug=slug)
+
+
+@require_POST
+@admin_only
+def speech_install(request, slug):
+    return _done(
+        request,
+        lambda: services.speech_model_install(slug=slug, requested_by=request.user),
+        "{model} is being downloaded; reload the page to follow it.",
+    )
+
+
+@require_POST
+@admin_only
+def speech_use(request, slug):
+    """Voice input's model: an installed one, or ``bundled`` for the bundled tiny.en."""
+    model = None if slug == "bundled" else _speech_model(slug)
+    return _done(
+        request,
+        lambda: services.speech_model_use(model=model) or (model or "Whisper tiny.en"),
+        "Voice input now transcribes with {model}.",
+    )
+
+
+@require_POST
+@admin_only
+def speech_delete(request, slug):
+    model = _speech_model(slug)
+    return _done(request, lambda: services.speech_model_delete(model=model) or model, "{model} was deleted.")
 
 
 @require_POST

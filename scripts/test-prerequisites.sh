@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the test suite needs besides Python packages: Debian's Chromium for the browser
-# tests, espeak-ng for speech to transcribe, and running Redis and PostgreSQL servers for
-# the scaled-mode tests.
+# tests, espeak-ng for speech to transcribe, Tesseract for OCR of scanned PDFs, curl for the API tests, and running
+# Redis and PostgreSQL servers for the scaled-mode tests.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -16,6 +16,18 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
   echo "Installing espeak-ng (speech for the voice input tests)…"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+fi
+
+if ! command -v curl >/dev/null 2>&1; then
+  echo "Installing curl (the API's server-sent events, as a shell script reads them)…"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+fi
+
+if ! command -v tesseract >/dev/null 2>&1; then
+  echo "Installing Tesseract (OCR of scanned PDFs)…"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null
 fi
 
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then

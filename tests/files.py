@@ -44,9 +44,10 @@ def decompression_bomb(side: int) -> bytes:
 
 
 def pdf_document(pages: list[str], *, password_protected: bool = False) -> bytes:
-    """A real PDF with a line of text on each page (Helvetica; a page of "" has no text, as a
-    scan has none), written object by object with its cross-reference table. A protected one
-    carries an encryption dictionary whose empty user password does not open it."""
+    """A real PDF with the text of each page in Helvetica, a line per newline (a page of ""
+    has no text, as a scan has none), written object by object with its cross-reference
+    table. A protected one carries an encryption dictionary whose empty user password does
+    not open it."""
     count = len(pages)
     kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(count))
     objects = [
@@ -57,8 +58,11 @@ def pdf_document(pages: list[str], *, password_protected: bool = False) -> bytes
     for i, text in enumerate(pages):
         page = "/Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >>"
         objects.append(f"<< {page} /Contents {5 + 2 * i} 0 R >>".encode())
-        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        stream = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET".encode("latin-1") if text else b""
+        lines = [
+            line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") for line in text.split("\n")
+        ]
+        shown = " T* ".join(f"({line}) Tj" for line in lines)  # T*: the next line, 14 pt lower
+        stream = f"BT /F1 12 Tf 14 TL 72 720 Td {shown} ET".encode("latin-1") if text else b""
         objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
     if password_protected:
         objects.append(
@@ -77,6 +81,21 @@ def pdf_document(pages: list[str], *, password_protected: bool = False) -> bytes
         trailer += f" /Encrypt {len(objects)} 0 R /ID [<{'ab' * 16}> <{'ab' * 16}>]"
     out += f"trailer\n{trailer} >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
+
+
+def scanned_pdf(lines: list[str]) -> bytes:
+    """A one-page PDF as a scanner makes it: an image of ``lines`` in large black letters on
+    white, and no text layer."""
+    from PIL import ImageDraw, ImageFont
+
+    page = Image.new("L", (1275, 1650), 255)  # a letter page at 150 dpi
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=56)
+    for row, line in enumerate(lines):
+        draw.text((110, 160 + 110 * row), line, fill=0, font=font)
+    out = BytesIO()
+    page.save(out, "PDF", resolution=150)
+    return out.getvalue()
 
 
 PDF = pdf_document(["Quarterly report: sales rose by a tenth."])

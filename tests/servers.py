@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import json
@@ -204,6 +205,7 @@ class HubFile:
     sha256: str  # what the hub says the content's sha256 is
     commit: str
     key: str  # its name in storage
+    git_oid: str = ""  # kept in git, not LFS: the hub serves it itself and knows no sha256
 
 
 class HubServer(ThreadingHTTPServer):
@@ -241,15 +243,21 @@ class HubServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
-    def add(self, repo: str, file: str, source: Path, *, sha256: str | None = None) -> HubFile:
-        """Serve ``source`` as ``repo``'s ``file``; ``sha256`` overrides what the hub claims."""
+    def add(
+        self, repo: str, file: str, source: Path, *, sha256: str | None = None, in_git: bool = False
+    ) -> HubFile:
+        """Serve ``source`` as ``repo``'s ``file``; ``sha256`` overrides what the hub claims.
+        ``in_git``: a small file kept in git, as huggingface.co serves one (no redirect, no
+        sha256: its ETag and the tree's ``oid`` are its git blob id)."""
         digest = hashlib.sha256()
         with open(source, "rb") as handle:
             while block := handle.read(4 * 1024 * 1024):
                 digest.update(block)
         commit = hashlib.sha1(f"{repo}/{file}".encode()).hexdigest()
+        size = Path(source).stat().st_size
+        git_oid = hashlib.sha1(b"blob %d\0" % size + Path(source).read_bytes()).hexdigest() if in_git else ""
         hub_file = HubFile(
-            Path(source), Path(source).stat().st_size, sha256 or digest.hexdigest(), commit, key=commit[:16]
+            Path(source), size, sha256 or digest.hexdigest(), commit, key=commit[:16], git_oid=git_oid
         )
         self.files[(repo, file)] = hub_file
         return hub_file
@@ -317,6 +325,15 @@ class _HubHandler(BaseHTTPRequestHandler):
         hub_file = self.server.files.get((repo, file))
         if hub_file is None:
             return self._empty(404, {"X-Error-Code": "EntryNotFound"})
+        if hub_file.git_oid:  # served from git itself: the content at once, or its headers
+            if self.command == "GET":
+                return self._serve(hub_file.key)
+            headers = {"ETag": f'"{hub_file.git_oid}"', "X-Repo-Commit": hub_file.commit}
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(hub_file.size))
+            return self.end_headers()
         headers = {
             "Location": f"{self.server.storage}/storage/{hub_file.key}",
             "ETag": f'"{hub_file.sha256}"',
@@ -341,7 +358,9 @@ class _HubHandler(BaseHTTPRequestHandler):
         parts = [urllib.parse.unquote(p) for p in rest.strip("/").split("/")]
         repo, folder = f"{parts[0]}/{parts[1]}", "/".join(parts[4:])
         entries = [
-            {
+            {"type": "file", "path": file, "size": f.size, "oid": f.git_oid}
+            if f.git_oid
+            else {
                 "type": "file",
                 "path": file,
                 "size": f.size,
@@ -444,3 +463,232 @@ class _GoogleHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._json(self.server.profile)
+
+
+class FakeTranscriber(ThreadingHTTPServer):
+    """A cloud provider's ``POST /v1/audio/transcriptions`` (OpenAI's form: a multipart body
+    with ``model`` and ``file``) that answers ``text``, or the error ``status`` names (401, 429).
+    Each request is kept in ``requests``: path, API key, model, file name and the audio."""
+
+    daemon_threads = True
+    ERRORS = {
+        401: ("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
+        429: ("Rate limit reached for requests.", "requests", "rate_limit_exceeded"),
+    }
+
+    def __init__(self, *, text: str = "Hello from the cloud.", status: int = 200) -> None:
+        super().__init__(("127.0.0.1", 0), _TranscriberHandler)
+        self.text = text
+        self.status = status
+        self.requests: list[dict] = []
+        self.base_url = f"http://127.0.0.1:{self.server_address[1]}/v1"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _TranscriberHandler(BaseHTTPRequestHandler):
+    server: FakeTranscriber
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _json(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        from email.parser import BytesParser
+        from email.policy import HTTP
+
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        form = BytesParser(policy=HTTP).parsebytes(
+            f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body
+        )
+        parts = {part.get_param("name", header="content-disposition"): part for part in form.iter_parts()}
+        self.server.requests.append(
+            {
+                "path": self.path,
+                "authorization": self.headers.get("Authorization"),
+                "model": parts["model"].get_content().strip(),
+                "file_name": parts["file"].get_filename(),
+                "audio": parts["file"].get_payload(decode=True),
+            }
+        )
+        if self.path != "/v1/audio/transcriptions":
+            return self._json(404, {"error": {"message": "Not found", "type": "invalid_request_error"}})
+        if self.server.status in FakeTranscriber.ERRORS:
+            message, kind, code = FakeTranscriber.ERRORS[self.server.status]
+            return self._json(self.server.status, {"error": {"message": message, "type": kind, "code": code}})
+        self._json(200, {"text": self.server.text})
+
+
+IMAGE_MODELS = ["gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini", "gpt-4o-mini"]
+GEMINI_IMAGE_MODEL = "gemini-2.5-flash-image"
+
+
+def png_bytes(width: int, height: int, colour: str = "teal") -> bytes:
+    """A real PNG, as an image API sends one (with a text chunk that says where it came from)."""
+    from io import BytesIO
+
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "loopback image provider")
+    out = BytesIO()
+    Image.new("RGB", (width, height), colour).save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+class ImageProviderFake(ThreadingHTTPServer):
+    """OpenAI's Images API (``/v1/images/generations`` and ``/v1/images/edits``, the GPT
+    Image models) and Gemini's ``generate_content`` with image output, answering real PNGs
+    made by Pillow. The prompt chooses how it fails: ``refuse`` (the content policy),
+    ``busy`` (429), ``slow`` (answers after ``slow_s``), ``broken`` (cuts the body off),
+    ``garbage`` (base64 that is no image). Each request is kept in ``requests``:
+    ``{"path", "fields", "files"}`` (an edit's images by part name, their bytes)."""
+
+    daemon_threads = True
+
+    def __init__(self, *, slow_s: float = 3.0) -> None:
+        super().__init__(("127.0.0.1", 0), _ImageHandler)
+        self.slow_s = slow_s
+        self.requests: list[dict] = []
+        root = f"http://127.0.0.1:{self.server_address[1]}"
+        self.base_url = f"{root}/v1"
+        self.gemini_base_url = f"{root}/v1beta/openai/"  # the preset's shape; google-genai drops the tail
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def _multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, list[bytes]]]:
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    fields: dict[str, str] = {}
+    files: dict[str, list[bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        if part.get_filename():
+            files.setdefault(name.removesuffix("[]"), []).append(data)
+        else:
+            fields[name] = data.decode()
+    return fields, files
+
+
+class _ImageHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ImageProviderFake
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _json(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorised(self) -> bool:
+        given = self.headers.get("x-goog-api-key") or self.headers.get("Authorization", "").removeprefix(
+            "Bearer "
+        )
+        if given != API_KEY:
+            self._json(401, {"error": {"message": "Incorrect API key provided.", "code": "invalid_api_key"}})
+            return False
+        return True
+
+    def do_GET(self) -> None:
+        if not self._authorised():
+            return
+        names = ["models/" + GEMINI_IMAGE_MODEL] if self.path.startswith("/v1beta/") else IMAGE_MODELS
+        self._json(
+            200, {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "t"} for n in names]}
+        )
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if not self._authorised():
+            return
+        content_type = self.headers.get("Content-Type", "")
+        if content_type.startswith("multipart/"):
+            fields, files = _multipart(content_type, body)
+        else:
+            fields, files = json.loads(body or b"{}"), {}
+        gemini = ":generateContent" in self.path
+        if gemini:
+            parts = fields["contents"][-1]["parts"]
+            prompt = " ".join(part.get("text", "") for part in parts)
+            # google-genai writes bytes as URL-safe base64 without padding.
+            data = [p["inlineData"]["data"] for p in parts if "inlineData" in p]
+            files = {"image": [base64.urlsafe_b64decode(d + "=" * (-len(d) % 4)) for d in data]}
+        else:
+            prompt = fields.get("prompt", "")
+        self.server.requests.append(
+            {
+                "path": self.path,
+                "fields": fields,
+                "files": files,
+            }
+        )
+        if "slow" in prompt:
+            time.sleep(self.server.slow_s)
+        if "busy" in prompt:
+            return self._json(
+                429,
+                {"error": {"code": 429, "message": "Rate limit reached.", "status": "RESOURCE_EXHAUSTED"}},
+            )
+        if "broken" in prompt:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b'{"created": 1, "data": [{"b64_json": "iVBOR')
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return None
+        if gemini:
+            return self._gemini(prompt, fields)
+        return self._openai(prompt, fields, files)
+
+    def _made(self, prompt: str, width: int, height: int) -> str:
+        data = b"this is not an image at all" if "garbage" in prompt else png_bytes(width, height)
+        return base64.b64encode(data).decode()
+
+    def _openai(self, prompt: str, fields: dict, files: dict[str, list[bytes]]) -> None:
+        if "refuse" in prompt:
+            error = {
+                "message": "Your request was rejected as a result of our safety system.",
+                "type": "image_generation_user_error",
+                "code": "moderation_blocked",
+            }
+            return self._json(400, {"error": error})
+        width, height = (int(side) for side in str(fields.get("size", "1024x1024")).split("x"))
+        count = int(fields.get("n", 1))
+        items = [{"b64_json": self._made(prompt, width, height)} for _ in range(count)]
+        return self._json(200, {"created": int(time.time()), "data": items})
+
+    def _gemini(self, prompt: str, fields: dict) -> None:
+        if "refuse" in prompt:
+            return self._json(
+                200, {"candidates": [{"finishReason": "IMAGE_SAFETY", "content": {"parts": []}}]}
+            )
+        aspect = fields.get("generationConfig", {}).get("imageConfig", {}).get("aspectRatio", "1:1")
+        across, down = (int(side) for side in aspect.split(":"))
+        image = {"inlineData": {"mimeType": "image/png", "data": self._made(prompt, 64 * across, 64 * down)}}
+        candidate = {"content": {"role": "model", "parts": [image]}, "finishReason": "STOP"}
+        return self._json(200, {"candidates": [candidate], "modelVersion": GEMINI_IMAGE_MODEL})

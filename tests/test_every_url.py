@@ -19,21 +19,33 @@ from django.contrib import admin
 from django.contrib.admin import ModelAdmin
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
+from django.core.files.base import ContentFile
 from django.http import HttpResponse
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.urls.resolvers import RegexPattern
 from django.utils import timezone
 
+from accounts.api_keys import api_key_create
 from accounts.models import CrashReport, CrashSource, DataSubjectRequest, Invitation, RequestKind, User
 from accounts.selectors import instance_settings_get
 from accounts.services import data_request_save, export_build, export_request, policy_publish
 from billing.models import Invoice, Plan
 from billing.services import plan_assign
-from chat.models import CloudModel, CloudProvider, CloudProviderKind, Message, Persona, Role
+from chat.models import (
+    CloudModel,
+    CloudProvider,
+    CloudProviderKind,
+    GeneratedImage,
+    ImageGeneration,
+    ImageStatus,
+    Message,
+    Persona,
+    Role,
+)
 from chat.services import cloud_provider_save, upload_save
 from models_hub.permissions import MANAGE_MODELS
-from tests.files import uploaded
+from tests.files import image_bytes, uploaded
 
 pytestmark = pytest.mark.django_db
 
@@ -45,6 +57,7 @@ EXPECTED = {
     "/personas/",
     "/accounts/login/",
     "/hub/",
+    "/images/",
     "/admin/",
     "/admin/analytics/",
     "/admin/chat/conversation/",
@@ -147,6 +160,15 @@ def site(
         api_key="sk-test-0123456789",
     )
     CloudModel.objects.create(provider=provider, name="acme-small", enabled=True)
+    CloudModel.objects.create(provider=provider, name="acme-image", enabled=True, makes_images=True)
+    generation = ImageGeneration.objects.create(
+        owner=person, prompt="A lighthouse", size="1024x1024", model="cloud:acme/acme-image", provider="acme",
+        status=ImageStatus.DONE,
+    )  # fmt: skip
+    image = GeneratedImage(
+        owner=person, generation=generation, content_type="image/png", width=8, height=8, size=1
+    )
+    image.file.save("image.png", ContentFile(image_bytes("PNG")), save=True)
     address = EmailAddress.objects.create(user=person, email=person.email, primary=True, verified=False)
     social_app = SocialApp.objects.create(provider="google", name="Google", client_id="cid", secret="s")
     social_account = SocialAccount.objects.create(user=person, provider="google", uid="uid-1")
@@ -158,6 +180,7 @@ def site(
         message="bad", traceback="Traceback", fingerprint="0" * 40, release="test",
     )  # fmt: skip
     Group.objects.create(name="Model keepers")
+    api_key = api_key_create(user=person, name="editor").key
     instance_settings_get()
     plan_assign(user=person, plan=Plan.objects.get_or_create(slug="free", defaults={"name": "Free"})[0])
     Invoice.objects.create(
@@ -170,8 +193,11 @@ def site(
         values={
             "conversation_id": [str(conversation.pk)],
             "upload_id": [str(upload.pk)],
+            "generation_id": [str(generation.pk)],
+            "image_id": [str(image.pk)],
             "persona_id": [str(persona.pk)],
             "export_id": [str(export.pk)],
+            "key_id": [str(api_key.pk)],
             "token": [export.token],
             "version": [str(policy.version)],
             "slug": [local_model.slug],
@@ -258,7 +284,15 @@ def test_every_page_allows_only_its_own_scripts_and_styles(site, role):
     """The policy a page is sent (script and style only from this site), and that every page
     keeps to it: what it blocks would be a broken page, as it would be an injected script."""
     opened = walk(site, role)
-    policies = {response.get("Content-Security-Policy") for response in opened.values()}
+    # An image shown on its own gets a stricter policy of its own (sandboxed, no script at all).
+    images = {
+        url: r
+        for url, r in opened.items()
+        if r.get("Content-Type", "").startswith("image/")
+        and not r.get("Content-Disposition", "").startswith("attachment")
+    }
+    assert all("sandbox" in r.get("Content-Security-Policy", "") for r in images.values()), images
+    policies = {r.get("Content-Security-Policy") for url, r in opened.items() if url not in images}
     assert None not in policies, "pages answered without a Content-Security-Policy"
     assert len(policies) == 1, f"pages answered with different policies: {policies}"
     directives = dict(part.strip().split(" ", 1) for part in policies.pop().split(";"))

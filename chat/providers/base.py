@@ -20,6 +20,8 @@ class GenerationParams:
     max_tokens: int
     temperature: float = 0.7
     seed: int | None = None
+    top_p: float | None = None  # None: the model's own default
+    stop: tuple[str, ...] = ()  # the reply ends before any of these
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,10 @@ def _message(turn: ChatTurn) -> dict:
     return {"role": turn.role, "content": parts}
 
 
+def _optional(**values: object) -> dict:
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def _client(provider: CloudProvider):
     return _client_for(provider.base_url, provider.api_key_encrypted, settings.CLOUD_TIMEOUT_S)
 
@@ -117,6 +121,8 @@ class OpenAICompatibleProvider:
                     stream_options={"include_usage": True},
                     max_tokens=params.max_tokens,
                     temperature=params.temperature,
+                    # Only what was asked for: not every provider takes these.
+                    **_optional(top_p=params.top_p, stop=list(params.stop) or None, seed=params.seed),
                 )
             except Exception as exc:
                 if not _is_connect_failure(exc) or attempt == attempts - 1:
@@ -176,3 +182,16 @@ def provider_models_list(provider: CloudProvider) -> list[str]:
         return sorted(model.id for model in _client(provider).models.list())
     except Exception as exc:
         raise _explain(provider, exc) from exc
+
+
+def provider_transcribe(provider: CloudProvider, audio: bytes, *, file_name: str) -> str:
+    """The words of a recording, by the provider's transcription model (``POST
+    /audio/transcriptions``); failures are said as for a reply. ``file_name`` is all the
+    provider learns besides the audio: its extension says the format (OpenAI reads it)."""
+    try:
+        answer = _client(provider).audio.transcriptions.create(
+            model=provider.transcription_model, file=(file_name, audio), response_format="json"
+        )
+    except Exception as exc:
+        raise _explain(provider, exc) from exc
+    return answer.text.strip()

@@ -10,6 +10,17 @@ from models_hub.models import LocalModel
 from .base import ChatTurn, Delta, GenerationParams
 
 
+def _message(turn: ChatTurn, *, vision: bool) -> dict:
+    """A turn as the model's chat template reads it. A vision model gets every turn as parts
+    (its template expects them: SmolVLM's writes a plain string as nothing), its images
+    first, as the data URIs built from the stored upload: never a path or a URL."""
+    if not vision:
+        return {"role": turn.role, "content": turn.content}
+    parts: list[dict] = [{"type": "image_url", "image_url": {"url": url}} for url in turn.images]
+    parts.append({"type": "text", "text": turn.content})
+    return {"role": turn.role, "content": parts}
+
+
 class LocalLlamaProvider:
     """A GGUF model run by this instance's model runner. Nothing leaves the machine."""
 
@@ -27,10 +38,12 @@ class LocalLlamaProvider:
     ) -> Iterator[Delta]:
         pieces = runtime.reply_stream(
             model=self.model,
-            messages=[{"role": turn.role, "content": turn.content} for turn in turns],
+            messages=[_message(turn, vision=self.model.sees_images) for turn in turns],
             max_tokens=params.max_tokens,
             temperature=params.temperature,
             seed=params.seed,
+            top_p=params.top_p,
+            stop=params.stop,
             cancelled=cancel.is_set,
         )
         for piece in pieces:

@@ -32,8 +32,8 @@ class ModelChoice:
 
     @property
     def sees_images(self) -> bool:
-        # Local vision (llama.cpp's multimodal path) is not wired yet: local models read text.
-        return self.cloud_model is not None and self.cloud_model.sees_images
+        model = self.local_model or self.cloud_model
+        return model is not None and model.sees_images
 
     def queue(self) -> str:
         """Where its reply is made: cloud replies on the shared queue; local ones on the

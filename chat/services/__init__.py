@@ -2,13 +2,28 @@
 the admin and tests call it as ``services.<thing>_<action>``.
 
 Dependencies among the modules point one way (an import-linter contract keeps it so):
-``conversations`` (with ``personas``) and ``generation`` (with ``prompt``) use ``replies``;
-``replies``, ``uploads`` and ``voice`` use ``choice``; ``choice``, ``prompt``, ``personas`` and
-``cloud`` use none of the others.
+``conversations`` (with ``personas``), ``generation`` (with ``prompt``) and ``completions``
+(the API's) use ``replies``;
+``art`` uses ``uploads``; ``replies``, ``uploads``, ``voice`` and ``art`` use ``choice``;
+``choice``, ``prompt``, ``personas`` and ``cloud`` use none of the others.
 """
 
+from .art import (
+    chat_message_send,
+    generated_image_as,
+    generated_image_delete,
+    generated_image_to_chat,
+    generated_images_clear,
+    image_generation_delete,
+    image_generation_run,
+    image_generation_start,
+    image_generations_fail_stale,
+    image_models_offered,
+    image_size,
+)
 from .choice import cloud_allowed
 from .cloud import cloud_models_discover, cloud_provider_save
+from .completions import completion_start
 from .conversations import (
     conversation_create,
     conversation_delete,
@@ -27,7 +42,19 @@ __all__ = [
     "Prompt",
     "cloud_allowed",
     "cloud_models_discover",
+    "chat_message_send",
     "cloud_provider_save",
+    "completion_start",
+    "generated_image_as",
+    "generated_image_delete",
+    "generated_image_to_chat",
+    "generated_images_clear",
+    "image_generation_delete",
+    "image_generation_run",
+    "image_generation_start",
+    "image_generations_fail_stale",
+    "image_models_offered",
+    "image_size",
     "conversation_create",
     "conversation_delete",
     "conversation_pin",

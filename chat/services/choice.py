@@ -55,14 +55,20 @@ def images_check(*, user: User, conversation: Conversation, choice: ModelChoice)
     that this conversation may use (never a cloud one for a conversation kept local)."""
     if choice.sees_images:
         return
-    if _stays_local(conversation):
+    stays_local = _stays_local(conversation)
+    local, cloud = models_offered(include_cloud=cloud_allowed(user=user) and not stays_local)
+    seeing = [f"{model.label} ({model.provider_name})" for model in [*local, *cloud] if model.sees_images]
+    if stays_local:
+        where = (
+            f"Local models that can: {', '.join(seeing)}."
+            if seeing
+            else "No model on this instance can yet: an admin can install one that sees images "
+            "from the model hub."
+        )
         raise Refusal(
             "no_vision",
-            "The models on this instance cannot look at images yet, and this conversation stays "
-            "on this instance. Remove the image, or start a new chat with a model that sees images.",
+            f"{choice.label} cannot look at images, and this conversation stays on this instance. {where}",
         )
-    _, cloud = models_offered(include_cloud=cloud_allowed(user=user))
-    seeing = [f"{model.label} ({model.provider_name})" for model in cloud if model.sees_images]
     where = f"Models that can: {', '.join(seeing)}." if seeing else "No model on this instance can."
     raise Refusal("no_vision", f"{choice.label} cannot look at images. {where}")
 

@@ -19,6 +19,7 @@ from localai_site.core.refusals import Refusal
 from .choice import model_choose
 from .prompt import prompt_build
 from .replies import message_publish
+from .uploads import uploads_delivered
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,25 @@ _FINAL_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "omitted_turns",
+    "pages_used",
 )
+
+
+def _params_for(reply: Message) -> GenerationParams:
+    """The instance's sampling, the persona's temperature, and what an API caller asked for
+    (``chat.api`` checked it), never more tokens than the instance allows."""
+    persona = reply.conversation.persona
+    temperature = persona.temperature if persona and persona.temperature is not None else None
+    asked = reply.sampling or {}
+    return GenerationParams(
+        max_tokens=min(asked.get("max_tokens") or settings.CHAT_MAX_TOKENS, settings.CHAT_MAX_TOKENS),
+        temperature=asked.get(
+            "temperature", settings.CHAT_TEMPERATURE if temperature is None else temperature
+        ),
+        top_p=asked.get("top_p"),
+        stop=tuple(asked.get("stop", ())),
+        seed=asked.get("seed"),
+    )
 
 
 def reply_generate(*, message_id: int) -> None:
@@ -50,12 +69,7 @@ def reply_generate(*, message_id: int) -> None:
         with ReplyHeartbeat(message_id=reply.pk, cancel=writer.cancel):
             choice = model_choose(user=reply.conversation.owner, model_id=reply.model)
             provider = provider_for(choice)
-            persona = reply.conversation.persona
-            temperature = persona.temperature if persona and persona.temperature is not None else None
-            params = GenerationParams(
-                max_tokens=settings.CHAT_MAX_TOKENS,
-                temperature=settings.CHAT_TEMPERATURE if temperature is None else temperature,
-            )
+            params = _params_for(reply)
             prompt = prompt_build(
                 reply=reply,
                 provider=provider,
@@ -63,6 +77,8 @@ def reply_generate(*, message_id: int) -> None:
                 max_tokens=params.max_tokens,
             )
             reply.omitted_turns = prompt.omitted
+            reply.pages_used = prompt.pages_used[:500]
+            uploads_delivered(upload_ids=prompt.upload_ids, model=reply.model, provider=reply.provider)
             for delta in provider.stream(prompt.turns, params, writer.cancel):
                 if delta.text:
                     writer.add(delta.text)

@@ -19,7 +19,15 @@ from billing.models import UsageKind
 from billing.services import quota_spend
 from chat import live
 from chat.events import message_event, removed_event
-from chat.models import ACTIVE_STATUSES, IMAGE_TYPES, Conversation, Message, MessageStatus, Role, Upload
+from chat.models import (
+    ACTIVE_STATUSES,
+    IMAGE_TYPES,
+    Conversation,
+    Message,
+    MessageStatus,
+    Role,
+    Upload,
+)
 from chat.providers import ModelChoice
 from localai_site.core.files import files_delete_after_commit
 from localai_site.core.realtime import publisher
@@ -41,7 +49,8 @@ def message_publish(message: Message) -> None:
     publisher.publish(message.conversation.group_name, message_event(message))
 
 
-def _content_check(content: object) -> str:
+def message_content_check(content: object) -> str:
+    """A message's text, stripped; Refusal when it is empty or over the size limit."""
     if not isinstance(content, str) or not content.strip():
         raise Refusal("empty", "Write a message first.")
     size = len(content.encode("utf-8"))
@@ -53,12 +62,13 @@ def _content_check(content: object) -> str:
     return content.strip()
 
 
-def _title_from(text: str) -> str:
+def conversation_title_from(text: str) -> str:
+    """A conversation's title: the first words of its first message, on one line."""
     line = " ".join(text.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-def _lock_idle(conversation: Conversation) -> Conversation:
+def conversation_lock_idle(conversation: Conversation) -> Conversation:
     """Lock the conversation row and its owner's: two tabs acting at once, in one
     conversation or in several, must not both pass the checks below."""
     locked = (
@@ -86,7 +96,9 @@ def _active_replies_check(*, owner: User) -> None:
         )
 
 
-def _reply_start(conversation: Conversation, choice: ModelChoice, *announce: Message) -> Message:
+def reply_start(
+    conversation: Conversation, choice: ModelChoice, *announce: Message, sampling: dict | None = None
+) -> Message:
     """Spend a message of the owner's plan and create the empty reply; after commit, show it
     and hand it to a worker. In the caller's transaction: a refusal undoes the message too."""
     quota_spend(
@@ -98,6 +110,7 @@ def _reply_start(conversation: Conversation, choice: ModelChoice, *announce: Mes
         status=MessageStatus.QUEUED,
         model=choice.model_id,
         provider=choice.provider,
+        sampling=sampling or {},
     )
 
     def after_commit() -> None:
@@ -153,8 +166,9 @@ def message_send(
 ) -> tuple[Message, Message]:
     """Save the user's message with its files and an empty reply, then start generating it
     after commit."""
-    text = _content_check(content)
-    conversation = _lock_idle(conversation)  # fresh from the database: the socket's copy may be old
+    text = message_content_check(content)
+    # Fresh from the database: the socket's copy may be old.
+    conversation = conversation_lock_idle(conversation)
     owner = conversation.owner
     choice = model_choose(user=owner, model_id=model_id or conversation.model)
     privacy_line_check(conversation=conversation, choice=choice)
@@ -171,13 +185,14 @@ def message_send(
         model=choice.model_id,
         provider=choice.provider,
     )
+    # Who receives them is recorded as each reply's prompt is built (``uploads_delivered``).
     Upload.objects.filter(pk__in=[upload.pk for upload in attachments]).update(
-        message=user_message, conversation=conversation, model=choice.model_id, provider=choice.provider
+        message=user_message, conversation=conversation
     )
     conversation.model = choice.model_id
     conversation.provider = choice.provider
     if not conversation.title:
-        conversation.title = _title_from(text)
+        conversation.title = conversation_title_from(text)
     conversation.save(update_fields=["model", "provider", "title", "updated_at"])
     if owner.default_model != choice.model_id:
         owner.default_model = choice.model_id
@@ -185,27 +200,27 @@ def message_send(
     usage_record(
         user=owner, name=UsageEventName.MESSAGE_SENT, model=choice.model_id, provider=choice.provider
     )
-    return user_message, _reply_start(conversation, choice, user_message)
+    return user_message, reply_start(conversation, choice, user_message)
 
 
 @transaction.atomic
 def reply_regenerate(*, conversation: Conversation, message_id: int) -> Message:
     """Replace the last reply with a new one written from the same history."""
-    conversation = _lock_idle(conversation)
+    conversation = conversation_lock_idle(conversation)
     last = conversation.messages.order_by("-id").first()
     if last is None or last.pk != message_id or last.role != Role.ASSISTANT:
         raise Refusal("not_last_reply", "Only the last reply can be written again.")
     choice = model_choose(user=conversation.owner, model_id=conversation.model)
     last.delete()
     publisher.publish(conversation.group_name, removed_event([message_id]))
-    return _reply_start(conversation, choice)
+    return reply_start(conversation, choice)
 
 
 @transaction.atomic
 def message_edit(*, conversation: Conversation, message_id: int, content: str) -> Message:
     """Change a sent message and answer it again; what followed it is replaced."""
-    text = _content_check(content)
-    conversation = _lock_idle(conversation)
+    text = message_content_check(content)
+    conversation = conversation_lock_idle(conversation)
     message = conversation.messages.filter(pk=message_id, role=Role.USER).first()
     if message is None:
         raise Refusal("not_found", "There is no message of yours with that id here.")
@@ -216,7 +231,7 @@ def message_edit(*, conversation: Conversation, message_id: int, content: str) -
     message.content = text
     message.save(update_fields=["content"])
     publisher.publish(conversation.group_name, removed_event(later))
-    return _reply_start(conversation, choice, message)
+    return reply_start(conversation, choice, message)
 
 
 def reply_stop(*, conversation: Conversation, message_id: int | None = None) -> list[int]:

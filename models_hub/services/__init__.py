@@ -2,8 +2,8 @@
 the CLI and tests call it as ``services.<thing>_<action>``.
 
 Dependencies among the modules point one way (an import-linter contract keeps it so):
-``registering`` uses ``downloads``; ``downloads`` and ``managing`` use ``model_file`` and
-``token``, which use none of the others.
+``registering`` uses ``downloads``; ``downloads``, ``managing`` and ``speech`` use ``model_file``
+and ``token``, which use none of the others.
 """
 
 from .downloads import (
@@ -16,6 +16,7 @@ from .downloads import (
 from .managing import model_delete, model_make_default, model_settings_update
 from .model_file import model_folder
 from .registering import bundled_model_register, model_add_from_hub, model_add_from_path, model_install
+from .speech import speech_model_delete, speech_model_download, speech_model_install, speech_model_use
 from .token import hub_token_get, hub_token_set
 
 __all__ = [
@@ -34,4 +35,8 @@ __all__ = [
     "model_install",
     "model_make_default",
     "model_settings_update",
+    "speech_model_delete",
+    "speech_model_download",
+    "speech_model_install",
+    "speech_model_use",
 ]

@@ -20,11 +20,18 @@ from localai_site.core.queues import Queue
 from localai_site.core.refusals import Refusal
 from localai_site.core.tasks import task_enqueue
 from models_hub.events import model_event_publish
-from models_hub.fetch import DownloadCancelled, DownloadError, RemoteFile, fetch, remote_file_inspect
+from models_hub.fetch import (
+    DownloadCancelled,
+    DownloadError,
+    RemoteFile,
+    disk_space_check,
+    fetch,
+    remote_file_inspect,
+)
 from models_hub.gguf import GGUFError, GGUFInfo, gguf_read
 from models_hub.models import DOWNLOAD_ACTIVE, LocalModel, LocalModelStatus, ModelAction
 
-from .model_file import header_fields, partial_path
+from .model_file import header_fields, partial_path, projector_partial_path
 from .token import hub_token_get
 
 logger = logging.getLogger(__name__)
@@ -71,17 +78,23 @@ def _download_enqueue(model: LocalModel) -> None:
 
 
 def model_download(*, model_id: int) -> None:
-    """Download, verify and install ``model_id`` (the body of the download task)."""
+    """Download, verify and install ``model_id`` (the body of the download task): its GGUF
+    and, for a vision model, its projector, one after the other as one download. Neither
+    file is installed until both are verified."""
     model = _download_claim(model_id)
     if model is None:
         return  # cancelled or deleted before a worker got to it
-    partial = partial_path(model)
+    partials = [partial_path(model)]
+    if model.hf_projector_file:
+        partials.append(projector_partial_path(model))
     try:
-        remote = _remote_learn(model, partial)
-        digest = _fetch_with_progress(model, remote, partial)
-        _sha256_verify(model, partial, digest)
-        info = _header_read(partial)
-        _install(model, partial, info)
+        remotes = _remote_learn(model, partials)
+        digests = _fetch_with_progress(model, remotes, partials)
+        _sha256_verify(model, partials, digests)
+        info = _header_read(partials[0])
+        if model.hf_projector_file:
+            _projector_check(partials[1])
+        _install(model, partials, info)
     except DownloadCancelled:
         logger.info("Download of %s cancelled at %s bytes", model.slug, model.downloaded_bytes)
     except DownloadError as exc:
@@ -94,8 +107,9 @@ def model_download(*, model_id: int) -> None:
         logger.exception("Downloading %s failed", model.slug)
         _fail(model, "The download failed unexpectedly; the worker's log has the details.")
     finally:
-        if partial.exists() and partial.stat().st_size == 0:
-            partial.unlink()  # nothing worth resuming
+        for partial in partials:
+            if partial.exists() and partial.stat().st_size == 0:
+                partial.unlink()  # nothing worth resuming
 
 
 def _download_claim(model_id: int) -> LocalModel | None:
@@ -116,18 +130,36 @@ def _still_downloading(model: LocalModel, **fields) -> None:
         raise DownloadCancelled
 
 
-def _remote_learn(model: LocalModel, partial: Path) -> RemoteFile:
-    """The remote file's size, sha256 and commit, written to the model (the commit pins a
-    later resume to the same file)."""
+def _remote_learn(model: LocalModel, partials: list[Path]) -> list[RemoteFile]:
+    """The remote files' sizes, sha256 and commit, written to the model (the commit pins a
+    later resume, and the projector, to the same files)."""
+    token = hub_token_get()
     remote = remote_file_inspect(
-        repo=model.hf_repo, file=model.hf_file, revision=model.hf_revision, token=hub_token_get()
+        repo=model.hf_repo, file=model.hf_file, revision=model.hf_revision, token=token
     )
     if model.sha256 and model.sha256 != remote.sha256:
-        partial.unlink(missing_ok=True)  # a different file now: the partial one is of no use
-    model.size_bytes, model.sha256 = remote.size, remote.sha256
+        partials[0].unlink(missing_ok=True)  # a different file now: the partial one is of no use
+    model.sha256 = remote.sha256
     model.hf_revision = remote.commit or model.hf_revision
-    _still_downloading(model, size_bytes=model.size_bytes, sha256=model.sha256, hf_revision=model.hf_revision)
-    return remote
+    remotes = [remote]
+    if model.hf_projector_file:
+        projector = remote_file_inspect(
+            repo=model.hf_repo, file=model.hf_projector_file, revision=model.hf_revision, token=token
+        )
+        if model.projector_sha256 and model.projector_sha256 != projector.sha256:
+            partials[1].unlink(missing_ok=True)
+        model.projector_sha256, model.projector_size_bytes = projector.sha256, projector.size
+        remotes.append(projector)
+    model.size_bytes = sum(r.size for r in remotes)
+    _still_downloading(
+        model,
+        size_bytes=model.size_bytes,
+        sha256=model.sha256,
+        hf_revision=model.hf_revision,
+        projector_sha256=model.projector_sha256,
+        projector_size_bytes=model.projector_size_bytes,
+    )
+    return remotes
 
 
 class _Speed:
@@ -147,38 +179,51 @@ class _Speed:
         return (b1 - b0) / (t1 - t0) if t1 > t0 else None
 
 
-def _fetch_with_progress(model: LocalModel, remote: RemoteFile, partial: Path) -> str:
-    """Fetch the file into ``partial``, its progress in the database and on the hub's
-    socket; returns its sha256. A cancel stops it at the next progress report."""
-    speed = _Speed(partial.stat().st_size if partial.exists() else 0)
+def _fetch_with_progress(model: LocalModel, remotes: list[RemoteFile], partials: list[Path]) -> list[str]:
+    """Fetch each file into its partial one, the progress of them all in the database and
+    on the hub's socket; returns their sha256. A cancel stops it at the next progress report."""
+    disk_space_check(
+        folder=partials[0].parent,
+        needed=sum(
+            r.size - (p.stat().st_size if p.exists() else 0) for r, p in zip(remotes, partials, strict=True)
+        ),
+    )
+    digests, before = [], 0  # ``before``: the bytes of the files already fetched
+    for remote, partial in zip(remotes, partials, strict=True):
+        speed = _Speed(before + (partial.stat().st_size if partial.exists() else 0))
 
-    def progress(done: int) -> bool:
-        bps = speed.add(done)
-        model.downloaded_bytes = done
-        alive = LocalModel.objects.update_while(
-            model.pk, LocalModelStatus.DOWNLOADING, downloaded_bytes=done, progress_at=timezone.now()
-        )
-        if alive:
-            eta = (model.size_bytes - done) / bps if bps else None
-            model_event_publish(model, speed_bps=bps, eta_s=eta)
-        return alive
+        def progress(done: int, before: int = before, speed: _Speed = speed) -> bool:
+            done += before
+            bps = speed.add(done)
+            model.downloaded_bytes = done
+            alive = LocalModel.objects.update_while(
+                model.pk, LocalModelStatus.DOWNLOADING, downloaded_bytes=done, progress_at=timezone.now()
+            )
+            if alive:
+                eta = (model.size_bytes - done) / bps if bps else None
+                model_event_publish(model, speed_bps=bps, eta_s=eta)
+            return alive
 
-    return fetch(remote=remote, partial=partial, token=hub_token_get(), progress=progress)
+        digests.append(fetch(remote=remote, partial=partial, token=hub_token_get(), progress=progress))
+        before += remote.size
+    return digests
 
 
-def _sha256_verify(model: LocalModel, partial: Path, digest: str) -> None:
+def _sha256_verify(model: LocalModel, partials: list[Path], digests: list[str]) -> None:
     if not LocalModel.objects.transition(
         model.pk, to=LocalModelStatus.VERIFYING, source=LocalModelStatus.DOWNLOADING
     ):
         raise DownloadCancelled
     model.status = LocalModelStatus.VERIFYING
     model_event_publish(model)
-    if digest != model.sha256:
-        partial.unlink(missing_ok=True)
-        raise DownloadError(
-            f"The downloaded file is damaged: its sha256 is {digest[:12]}…, the hub says "
-            f"{model.sha256[:12]}…. It was deleted; download it again."
-        )
+    expected = [(model.sha256, "file"), (model.projector_sha256, "projector file")][: len(partials)]
+    for partial, digest, (wanted, what) in zip(partials, digests, expected, strict=True):
+        if digest != wanted:
+            partial.unlink(missing_ok=True)
+            raise DownloadError(
+                f"The downloaded {what} is damaged: its sha256 is {digest[:12]}…, the hub says "
+                f"{wanted[:12]}…. It was deleted; download it again."
+            )
 
 
 def _header_read(partial: Path) -> GGUFInfo:
@@ -189,10 +234,23 @@ def _header_read(partial: Path) -> GGUFInfo:
         raise DownloadError(str(exc)) from exc
 
 
-def _install(model: LocalModel, partial: Path, info: GGUFInfo) -> None:
-    final = partial.with_suffix("")  # drops ".partial"
-    partial.replace(final)
-    download_complete(model=model, info=info, path=final)
+def _projector_check(partial: Path) -> None:
+    """A projector is a GGUF of llama.cpp's ``clip`` architecture, whatever its model."""
+    architecture = _header_read(partial).architecture
+    if architecture != "clip":
+        partial.unlink(missing_ok=True)
+        raise DownloadError(
+            f"The projector file is not an image projector (it holds a {architecture} model). "
+            "It was deleted; check the catalog entry."
+        )
+
+
+def _install(model: LocalModel, partials: list[Path], info: GGUFInfo) -> None:
+    finals = [partial.with_suffix("") for partial in partials]  # drops ".partial"
+    for partial, final in zip(partials, finals, strict=True):
+        partial.replace(final)
+    projector = finals[1] if len(finals) > 1 else None
+    download_complete(model=model, info=info, path=finals[0], projector=projector)
 
 
 def _fail(model: LocalModel, reason: str) -> None:
@@ -208,20 +266,26 @@ def _fail(model: LocalModel, reason: str) -> None:
         model_event_publish(model)
 
 
-def download_complete(*, model: LocalModel, info: GGUFInfo, path: Path) -> LocalModel:
-    """A verified download becomes a usable model; it counts as "model downloaded" in the
-    first-party analytics of the admin who asked for it, if they agreed to analytics."""
+def download_complete(
+    *, model: LocalModel, info: GGUFInfo, path: Path, projector: Path | None = None
+) -> LocalModel:
+    """A verified download becomes a usable model (one that sees images with ``projector``);
+    it counts as "model downloaded" in the first-party analytics of the admin who asked for
+    it, if they agreed to analytics."""
     with transaction.atomic():  # whoever sees the model ready also sees it counted
         if not LocalModel.objects.transition(
             model.pk,
             to=LocalModelStatus.READY,
             **header_fields(info),
             file_path=str(path),
+            projector_path=str(projector or ""),
             downloaded_bytes=model.size_bytes,
             error="",
             ready_at=timezone.now(),
         ):
             path.unlink(missing_ok=True)  # deleted meanwhile
+            if projector is not None:
+                projector.unlink(missing_ok=True)
             return model
         usage_record(
             user=model.requested_by, name=UsageEventName.MODEL_DOWNLOADED, model=model.slug, provider="local"

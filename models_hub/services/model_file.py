@@ -20,6 +20,11 @@ def partial_path(model: LocalModel) -> Path:
     return model_folder(model) / (Path(model.hf_file).name + ".partial")
 
 
+def projector_partial_path(model: LocalModel) -> Path:
+    """A vision model's projector on its way, in the model's folder: deleted with it."""
+    return model_folder(model) / (Path(model.hf_projector_file).name + ".partial")
+
+
 def header_fields(info: GGUFInfo) -> dict:
     return {
         "architecture": info.architecture,

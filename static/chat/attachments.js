@@ -48,7 +48,8 @@ function removeChip(chip) {
 function chipFor(file) {
   const chip = element("li", "attachment-chip");
   chip.dataset.state = "uploading";
-  const kind = element("span", "chip-kind", file.type.startsWith("image/") ? "IMG" : file.type === "application/pdf" ? "PDF" : "FILE");
+  const label = file.type.startsWith("image/") ? "IMG" : file.type.startsWith("audio/") ? "REC" : file.type === "application/pdf" ? "PDF" : "FILE";
+  const kind = element("span", "chip-kind", label);
   kind.setAttribute("aria-hidden", "true");
   const text = element("span", "chip-text");
   text.append(element("span", "chip-name", file.name || "pasted file"), element("span", "chip-size", "Uploading…"));
@@ -145,6 +146,12 @@ function attach(files) {
   }
   refresh();
 }
+
+// A recording the person chose to keep (voice.js) is attached as any file is.
+form.addEventListener("composer:attach", (event) => attach(event.detail.files));
+
+// Chips the page came with (an image sent here from the gallery) are stored already.
+for (const chip of chips()) chip.querySelector(".chip-remove").addEventListener("click", () => removeChip(chip));
 
 // --- the three ways in ------------------------------------------------------------------
 button.hidden = false;

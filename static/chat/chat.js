@@ -99,6 +99,15 @@ function setStatus(state, status) {
 
 function updateBubble(state, m) {
   if (ACTIVE.has(state.status) && !ACTIVE.has(m.status)) replyAnnouncer.textContent = m.display.announcement;
+  if (!ACTIVE.has(m.status) && m.bubble.includes("message-attachments") && !state.el.querySelector(".message-attachments")) {
+    // An image made with /image arrives with the finished reply: its whole bubble replaces the old one.
+    const holder = document.createElement("template");
+    holder.innerHTML = m.bubble; // our own server-rendered, escaped template (chat/message.html)
+    const el = holder.content.firstElementChild;
+    state.el.replaceWith(el);
+    track(el);
+    return;
+  }
   if (m.display.html != null) setHtml(state, m.content, m.display.html);
   // While streaming, keep whichever text is further along; a finished one is final.
   else if (!ACTIVE.has(m.status) || m.content.length >= state.text.length) setText(state, m.content);

@@ -1,7 +1,8 @@
 // Voice on the chat page: recording a message with the microphone (its words land in the
 // message box, to read over before sending) and reading a finished reply aloud.
 // Not the socket or the messages (chat.js), nor the layout (layout.js). The recording is
-// transcribed on the instance (chat/services/voice.py) and deleted there once transcribed.
+// transcribed on the instance (chat/services/voice.py), or by the chosen cloud model's provider
+// when the person ticks "Transcribe speech with …", and deleted there once transcribed.
 import { speak, speechAvailable, speechStop } from "../site/speech.js";
 
 const micButton = document.getElementById("voice-button");
@@ -13,6 +14,10 @@ const cancelButton = document.getElementById("voice-cancel");
 const input = document.getElementById("composer-input");
 const statusLine = document.getElementById("composer-status");
 const list = document.getElementById("messages");
+const modelSelect = document.getElementById("model-select");
+const cloudChoice = document.getElementById("voice-cloud");
+const cloudInput = document.getElementById("voice-cloud-input");
+const keepInput = document.getElementById("voice-keep");
 const csrfToken = document.querySelector(".composer [name=csrfmiddlewaretoken]")?.value;
 
 const POLL_MS = 500;
@@ -86,8 +91,16 @@ function recordEnded() {
   level.value = 0;
   micButton.setAttribute("aria-pressed", "false");
   micButton.focus();
-  if (cancelled) say("Recording cancelled.");
-  else transcribe(new Blob(chunks, { type: recorder.mimeType }));
+  if (cancelled) return say("Recording cancelled.");
+  const blob = new Blob(chunks, { type: recorder.mimeType });
+  if (keepInput.checked) {
+    // Kept as an attachment of the message (attachments.js stores it); the copy sent to be
+    // transcribed is deleted once its words are out, as any other.
+    const extension = recorder.mimeType.includes("ogg") ? "ogg" : "webm";
+    const file = new File([blob], `Voice recording.${extension}`, { type: recorder.mimeType.split(";")[0] });
+    input.form.dispatchEvent(new CustomEvent("composer:attach", { detail: { files: [file] } }));
+  }
+  transcribe(blob);
 }
 
 // --- transcribing -----------------------------------------------------------------------
@@ -97,6 +110,8 @@ async function transcribe(blob) {
   try {
     const body = new FormData();
     body.append("audio", blob, "recording");
+    if (micButton.dataset.conversation) body.append("conversation", micButton.dataset.conversation);
+    if (!cloudChoice.hidden && cloudInput.checked) body.append("cloud_model", modelSelect.value);
     const response = await fetch(micButton.dataset.uploadUrl, {
       method: "POST",
       body,
@@ -135,8 +150,18 @@ function insertText(text) {
   input.setSelectionRange(input.value.length, input.value.length);
 }
 
+// The provider's transcription is offered only while a model of a provider that has one is
+// chosen; left unticked (the default), recordings are transcribed here.
+function cloudChoiceShow() {
+  const option = modelSelect?.selectedOptions[0];
+  cloudChoice.hidden = !option?.dataset.transcribes;
+  if (!cloudChoice.hidden) document.getElementById("voice-cloud-provider").textContent = option.dataset.providerName;
+}
+
 if (micButton && navigator.mediaDevices?.getUserMedia && "MediaRecorder" in window) {
   micButton.hidden = false;
+  cloudChoiceShow();
+  modelSelect?.addEventListener("change", cloudChoiceShow);
   micButton.setAttribute("aria-pressed", "false");
   micButton.addEventListener("click", () => (recording ? recordStop(false) : recordStart()));
   stopButton.addEventListener("click", () => recordStop(false));

@@ -107,7 +107,7 @@ class AttachmentTests(BrowserTestCase):
         images = [part["image_url"]["url"] for turn in sent if isinstance(turn["content"], list)
                   for part in turn["content"] if part["type"] == "image_url"]  # fmt: skip
         assert len(images) == 2 and all(url.startswith("data:image/png;base64,") for url in images)
-        assert Upload.objects.filter(provider="seer", message__isnull=False).count() == 2
+        assert Upload.objects.filter(deliveries__provider="seer", message__isnull=False).count() == 2
 
         with page.context.expect_page() as opened:  # full size, on its own
             page.locator(".attachment-image").first.click()

@@ -22,7 +22,9 @@ from tests.browser.base import (
     send_from_home,
     sign_up,
 )
+from tests.chat.conftest import make_cloud_provider
 from tests.chat.test_voice import SPOKEN, TRANSCRIBED_S, espeak
+from tests.servers import API_KEY, FakeTranscriber
 
 pytestmark = pytest.mark.browser
 
@@ -84,6 +86,59 @@ class VoiceInputTests(BrowserTestCase):
         assert typed.startswith("About the sky: ") and "today" in typed.lower()  # added to what was there
         assert "read them over, then send" in page.inner_text("#composer-status")
         assert self._recordings_kept() == []
+
+    def test_in_a_cloud_chat_the_person_may_choose_the_providers_transcription(self):
+        cloud = FakeTranscriber(text="Words the provider heard.")
+        self.addCleanup(cloud.stop)
+        provider = make_cloud_provider("fake", cloud.base_url, API_KEY, "gpt-4o")
+        provider.transcription_model = "gpt-4o-mini-transcribe"
+        provider.save()
+        page = self.page
+        sign_up(page, self.live_server_url, "cloud-voice@example.com")
+        choice = page.locator("#voice-cloud")
+        expect(choice).to_be_hidden()  # a local model is chosen: recordings stay here
+        page.select_option("#model-select", "cloud:fake/gpt-4o")
+        expect(choice).to_contain_text("Transcribe speech with Fake")
+        expect(page.locator("#voice-cloud-input")).not_to_be_checked()  # local unless asked
+        page.check("#voice-cloud-input")
+        page.click("#voice-button")
+        page.locator("#voice-panel").wait_for(state="visible")
+        page.wait_for_timeout(1500)
+        page.click("#voice-stop")
+        self.wait_until(
+            lambda: page.input_value("#composer-input") == "Words the provider heard.",
+            what="the provider's words in the message box",
+            timeout=TRANSCRIBED_S,
+            every=0.2,
+        )
+        [sent] = cloud.requests
+        assert sent["model"] == "gpt-4o-mini-transcribe" and sent["file_name"] == "recording.webm"
+        assert sent["audio"].startswith(b"\x1a\x45\xdf\xa3")  # Chromium's WebM, as recorded
+        assert self._recordings_kept() == []
+
+    def test_a_kept_recording_goes_with_the_message_as_an_audio_card(self):
+        page = self.page
+        sign_up(page, self.live_server_url, "keep@example.com")
+        page.click("#voice-button")
+        page.locator("#voice-panel").wait_for(state="visible")
+        page.check("#voice-keep")
+        page.wait_for_timeout(3000)
+        page.click("#voice-stop")
+        chip = page.locator(".attachment-chip")
+        expect(chip).to_contain_text("Voice recording.webm", timeout=TRANSCRIBED_S * 1000)
+        expect(chip).to_have_attribute("data-state", "stored")
+        self.wait_until(
+            lambda: "weather" in page.input_value("#composer-input").lower(),
+            what="the words in the message box",
+            timeout=TRANSCRIBED_S,
+            every=0.2,
+        )
+        page.click("#send-button")
+        sent = page.locator(".message-user .attachment-audio")
+        expect(sent).to_contain_text("Voice recording.webm", timeout=REPLY_TIMEOUT_MS)
+        expect(sent.locator("audio")).to_have_attribute("controls", "")
+        assert self._recordings_kept() == []  # the copy sent to be transcribed is gone
+        expect(last_reply(page)).to_have_class(re.compile(r"\bstatus-done\b"), timeout=REPLY_TIMEOUT_MS)
 
     def test_a_cancelled_recording_is_never_sent(self):
         page = self.page

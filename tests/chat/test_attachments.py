@@ -68,7 +68,35 @@ def test_an_image_reaches_a_cloud_model_as_a_data_url_and_records_who_received_i
     assert str(image.pk) not in request and image.file.name not in request, "never a URL or key of ours"
     image.refresh_from_db()
     assert (image.message, image.conversation) == (sent, conversation)
-    assert (image.model, image.provider) == (model_id, "seer")
+    assert list(image.deliveries.values_list("model", "provider")) == [(model_id, "seer")]
+
+
+def test_a_file_goes_with_the_history_and_each_model_that_received_it_is_listed(client, user, vision):
+    make_cloud_provider("lens", vision.base_url, "sk-test-lens-123456", "echo")
+    CloudModel.objects.filter(provider__slug="lens").update(sees_images=True)
+    conversation, model_id = _cloud_chat(user, "echo")
+    image = upload_save(owner=user, conversation=None, file=uploaded("photo.png"))
+    notes = upload_save(owner=user, conversation=None, file=uploaded("notes.txt"))
+    _, reply = services.message_send(
+        conversation=conversation, content="Look", model_id=model_id, upload_ids=[image.pk, notes.pk]
+    )
+    services.reply_generate(message_id=reply.pk)
+    for _ in range(2):  # the second time to the same model: still one record of it
+        _, reply = services.message_send(
+            conversation=conversation, content="And now?", model_id="cloud:lens/echo"
+        )
+        services.reply_generate(message_id=reply.pk)
+    waiting = upload_save(owner=user, conversation=conversation, file=uploaded("photo.jpg"))
+
+    for upload in (image, notes):
+        assert list(upload.deliveries.values_list("model", "provider")) == [
+            (model_id, "seer"),
+            ("cloud:lens/echo", "lens"),
+        ]
+    assert not waiting.deliveries.exists()
+    client.force_login(user)
+    page = client.get(reverse("accounts:privacy")).content.decode()
+    assert page.count("<td>seer, lens</td>") == 2 and page.count("not sent") == 1
 
 
 def test_a_model_that_cannot_see_images_is_refused_with_the_names_of_those_that_can(user, vision):

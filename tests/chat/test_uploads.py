@@ -320,3 +320,29 @@ def test_the_privacy_page_lists_ones_own_files_with_their_conversation(
     client.force_login(user)
     page = client.get(reverse("accounts:privacy")).content.decode()
     assert "report.pdf" in page and "Tax questions" in page and "notes.txt" not in page
+
+
+def test_a_file_attached_but_never_sent_goes_after_a_day_and_a_sent_one_stays(
+    user, conversation, media, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.retention import retention_enforce, retention_table
+    from chat.models import Message, Role
+
+    unsent = upload_save(owner=user, conversation=conversation, file=uploaded("photo.png"))
+    sent = upload_save(owner=user, conversation=conversation, file=uploaded("report.pdf"))
+    fresh = upload_save(owner=user, conversation=None, file=uploaded("notes.txt"))
+    message = Message.objects.create(conversation=conversation, role=Role.USER, content="see the report")
+    Upload.objects.filter(pk=sent.pk).update(message=message)
+    two_days_ago = timezone.now() - timedelta(days=2)
+    Upload.objects.filter(pk__in=[unsent.pk, sent.pk]).update(created_at=two_days_ago)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        removed = retention_enforce()["unsent_uploads"]
+    assert removed == 1
+    assert set(Upload.objects.values_list("pk", flat=True)) == {sent.pk, fresh.pk}
+    assert not _on_disk(unsent).exists() and _on_disk(sent).exists() and _on_disk(fresh).exists()
+    assert {"record": "Files attached but never sent", "days": 1} in retention_table()

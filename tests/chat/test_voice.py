@@ -4,6 +4,7 @@ words come back, the recording is gone, bad recordings are refused with a senten
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import subprocess
 import time
@@ -15,9 +16,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from chat.services import voice, voice_recordings_forget_stale
-from chat.transcription import Transcriber
+from chat.transcription import FAULT_ENV, Transcriber, bundled_model_dir
 from localai_site.core.queues import Queue
 from localai_site.core.tasks import tasks_wait_idle
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -211,3 +213,26 @@ def test_one_recording_at_a_time_per_person(client, user, other_user, speech):
     client.force_login(user)
     assert _record(client, speech).status_code == 202  # once its words are there, the next
     tasks_wait_idle(Queue.LOCAL, timeout=TRANSCRIBED_S)
+
+
+def test_a_transcription_that_hangs_is_stopped_and_the_next_recording_works(
+    client, user, media, speech, monkeypatch, settings
+):
+    own = Transcriber(bundled_model_dir())
+    others = set(multiprocessing.active_children())  # the shared transcriber's, if it started
+    monkeypatch.setattr(voice, "transcriber", lambda: own)
+    monkeypatch.setenv(FAULT_ENV, "hang")  # the child reads it when it starts: it sleeps for an hour
+    settings.VOICE_TRANSCRIBE_TIMEOUT_SECONDS = 5
+    client.force_login(user)
+    started = time.monotonic()
+    result = _transcribed(client, speech)
+    assert result["state"] == "refused", result
+    assert "took longer than 5 seconds and was stopped. Please try again" in result["error"]
+    assert time.monotonic() - started < 60
+    assert _stored(media) == []
+    wait_until(lambda: set(multiprocessing.active_children()) <= others, what="the hung child to be killed")
+
+    monkeypatch.delenv(FAULT_ENV)
+    settings.VOICE_TRANSCRIBE_TIMEOUT_SECONDS = TRANSCRIBED_S
+    result = _transcribed(client, speech)
+    assert result["state"] == "done" and "weather" in result["text"].lower(), result
