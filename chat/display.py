@@ -84,6 +84,8 @@ def upload_reading(upload: Upload) -> str:
         return (
             "scanned, read by OCR" if n == pages else f"{n} scanned page{'' if n == 1 else 's'} read by OCR"
         )
+    if upload.text_status == DocumentText.READ and (unread := upload.unread_scans):
+        return f"{unread} scanned page{'' if unread == 1 else 's'} not read: OCR is not installed here"
     return _READING_WORDS.get(upload.text_status, "")
 
 

@@ -301,6 +301,7 @@ class Upload(models.Model):
     page_count = models.PositiveIntegerField(null=True, blank=True)  # PDFs
     text_status = models.CharField(max_length=10, choices=DocumentText.choices, blank=True)
     ocr_pages = models.PositiveIntegerField(default=0, help_text="Scanned pages read by OCR.")
+    unread_scans = models.PositiveIntegerField(default=0, help_text="Scanned pages not read: no OCR here.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     PER_MESSAGE = 10  # files one message may carry

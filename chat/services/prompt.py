@@ -75,8 +75,15 @@ def _document(upload: Upload) -> str:
             return f"[{_document_name(upload)}]\n{stored.read().decode('utf-8-sig')}"
     if upload.text_status == DocumentText.READ:
         pages = "\n\n".join(_page(p) for p in upload.pages.all() if p.text.strip())
-        return f"[{_document_name(upload)}]\n{pages}"
+        return f"[{_document_name(upload)}{_unread_scans(upload)}]\n{pages}"
     return f"[{_document_name(upload)}: {_UNREAD.get(upload.text_status, 'its text was never read')}.]"
+
+
+def _unread_scans(upload: Upload) -> str:
+    if not (unread := upload.unread_scans):
+        return ""
+    pages = f"{unread} scanned page{'' if unread == 1 else 's'}"
+    return f"; {pages} in it could not be read (OCR is not installed here)"
 
 
 _UNREAD: dict[str, str] = {

@@ -239,9 +239,13 @@ def upload_document_read(*, upload_id: uuid.UUID) -> None:
     except (ChildFailed, documents.ReadFailed):
         UploadPage.objects.filter(upload=upload).delete()
         status, ocr_pages = DocumentText.FAILED, 0
-    if status == DocumentText.NO_TEXT and scans_unread:
+    if status == DocumentText.FAILED:
+        scans_unread = 0
+    elif status == DocumentText.NO_TEXT and scans_unread:
         status = DocumentText.NO_OCR
-    Upload.objects.filter(pk=upload.pk).update(text_status=status, ocr_pages=ocr_pages)
+    Upload.objects.filter(pk=upload.pk).update(
+        text_status=status, ocr_pages=ocr_pages, unread_scans=scans_unread
+    )
 
 
 def uploads_delivered(*, upload_ids: Sequence[uuid.UUID], model: str, provider: str) -> None:

@@ -4,6 +4,7 @@ whole when they fit, as the pages most relevant to the question when they do not
 SQLite FTS5, and PostgreSQL's full-text search in the ``postgres`` pass), named with a notice
 when no page fits or matches."""
 
+from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,24 @@ def test_without_ocr_a_scanned_pdf_says_it_has_no_text_and_why(user, conversatio
         "installed here to read it.]"
     )
     assert "scanned, no text: OCR is not installed here" in _card(upload)
+
+
+def test_without_ocr_the_scanned_pages_of_a_mixed_pdf_are_named_not_silently_empty(
+    user, conversation, settings
+):
+    import pypdfium2 as pdfium
+
+    settings.TESSERACT_COMMAND = ""
+    mixed = pdfium.PdfDocument(pdf_document(["The typed introduction"]))
+    mixed.import_pages(pdfium.PdfDocument(scanned_pdf(SCANNED)))
+    out = BytesIO()
+    mixed.save(out)
+    upload = _read(upload_save(owner=user, conversation=None, file=uploaded("mixed.pdf", out.getvalue())))
+    assert upload.text_status == DocumentText.READ and upload.unread_scans == 1
+    (turn,) = services.history_of(reply=_sent_with(conversation, upload))
+    assert "[Attached PDF “mixed.pdf”, 2 pages; 1 scanned page in it could not be read" in turn.content
+    assert "The typed introduction" in turn.content
+    assert "1 scanned page not read: OCR is not installed here" in _card(upload)
 
 
 def test_a_500_page_pdf_is_read_whole(user):
