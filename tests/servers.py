@@ -130,8 +130,8 @@ class MisbehavingProvider(ThreadingHTTPServer):
         self.server_close()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _JsonHandler(BaseHTTPRequestHandler):
+    """A quiet handler that answers JSON; the fakes below speak through it."""
 
     def log_message(self, *args) -> None:  # quiet
         pass
@@ -143,6 +143,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+class _Handler(_JsonHandler):
+    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         names = ["paced", "rate-limited", "server-error", "slow", "drops", "echo"]
@@ -489,19 +493,8 @@ class FakeTranscriber(ThreadingHTTPServer):
         self.server_close()
 
 
-class _TranscriberHandler(BaseHTTPRequestHandler):
+class _TranscriberHandler(_JsonHandler):
     server: FakeTranscriber
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def _json(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_POST(self) -> None:
         from email.parser import BytesParser
@@ -587,20 +580,9 @@ def _multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str
     return fields, files
 
 
-class _ImageHandler(BaseHTTPRequestHandler):
+class _ImageHandler(_JsonHandler):
     protocol_version = "HTTP/1.1"
     server: ImageProviderFake
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def _json(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _authorised(self) -> bool:
         given = self.headers.get("x-goog-api-key") or self.headers.get("Authorization", "").removeprefix(

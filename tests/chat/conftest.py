@@ -1,8 +1,17 @@
+from pathlib import Path
+
 import pytest
 
 from chat.models import CloudModel, CloudProvider, CloudProviderKind
 from chat.services import cloud_provider_save
 from tests.servers import API_KEY, LlamaServer, MisbehavingProvider
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path) -> Path:
+    """Files the tests store land in the test's own folder, never in the data directory."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
 
 
 @pytest.fixture(scope="session")

@@ -24,11 +24,6 @@ PROMPT = "You are Ann's counsellor; she is grieving her brother"
 DESCRIPTION = "Helps Ann through her grief"
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 @pytest.fixture
 def staff_client(client, admin):
     client.force_login(admin)  # a superuser: the admin reads nothing even for them

@@ -38,12 +38,6 @@ GEMINI = f"cloud:gem/{GEMINI_IMAGE_MODEL}"
 CUSTOM = "cloud:sd/gpt-image-1-mini"
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 @pytest.fixture(scope="module")
 def image_server():
     server = ImageProviderFake(slow_s=3)

@@ -22,12 +22,6 @@ from tests.files import uploaded
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 @pytest.fixture
 def vision(misbehaving_server):
     """A provider with a model that sees images ("Echo Vision") and one that does not ("paced")."""

@@ -5,7 +5,6 @@ SQLite FTS5, and PostgreSQL's full-text search in the ``postgres`` pass), named 
 when no page fits or matches."""
 
 from io import BytesIO
-from pathlib import Path
 
 import pytest
 
@@ -20,12 +19,6 @@ from tests.chat.conftest import make_cloud_provider
 from tests.files import pdf_document, scanned_pdf, uploaded
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
 
 
 def _read(upload: Upload) -> Upload:

@@ -3,8 +3,6 @@ model runner (the bundled model with a tiny random projector, tests/models_hub/t
 one that cannot is refused with the names of the local ones that can, and the conversation's
 images never go to a cloud model."""
 
-from pathlib import Path
-
 import pytest
 
 from chat import services
@@ -20,12 +18,6 @@ from tests.files import uploaded
 from tests.models_hub.tiny_projector import IMAGE_TOKENS, PARTS_TEMPLATE, tiny_projector_write
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
 
 
 @pytest.fixture

@@ -27,12 +27,6 @@ from tests.files import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 def _on_disk(upload: Upload) -> Path:
     return Path(settings.MEDIA_ROOT) / upload.file.name
 

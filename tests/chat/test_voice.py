@@ -43,12 +43,6 @@ def silence_wav(seconds: float) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 @pytest.fixture
 def speech(tmp_path) -> bytes:
     return espeak(SPOKEN, tmp_path / "speech.wav").read_bytes()

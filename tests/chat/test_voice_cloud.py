@@ -26,12 +26,6 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the cloud queue's thread
 CLOUD_MODEL = "cloud:fake/gpt-4o"
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 @pytest.fixture
 def speech(tmp_path) -> bytes:
     return espeak(SPOKEN, tmp_path / "speech.wav").read_bytes()

@@ -36,12 +36,6 @@ def recording(container: str) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 def _attach(client, name: str, data: bytes):
     return client.post(reverse("chat:upload_new"), {"file": SimpleUploadedFile(name, data, "audio/webm")})
 
