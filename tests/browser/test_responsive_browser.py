@@ -6,6 +6,7 @@ tests/browser/base.py)."""
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.test import Client, override_settings
@@ -88,6 +89,13 @@ def pages_without_parameters(user: User | None) -> dict[str, str]:
     """Every page the app routes that needs no id and answers ``user`` (None: a visitor) with
     HTML, by a name for its screenshot: a page added tomorrow is swept too. The admin's inner
     pages are Django's own and left out."""
+    # Asked from a thread of its own: Playwright's event loop runs in this one, and the test
+    # client cannot call an async view (the API's) from a thread with a running loop.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(_pages_answering, user).result()
+
+
+def _pages_answering(user: User | None) -> dict[str, str]:
     client = Client()
     if user is not None:
         client.force_login(user)
