@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.db.models import Count
 
 from . import services
-from .models import CloudModel, CloudProvider, Conversation, Message, Persona
+from .models import CloudModel, CloudProvider, Conversation, ImageGeneration, Message, Persona
 from .providers import ProviderError
 from .providers.cloud import PRESET_BASE_URLS
 
@@ -42,6 +42,47 @@ class ConversationAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for conversation in queryset:
             services.conversation_delete(conversation=conversation)
+
+
+@admin.register(ImageGeneration)
+class ImageGenerationAdmin(admin.ModelAdmin):
+    """Who asked which provider for images, and how it went: metadata only, like conversations
+    (the prompt and the images are the person's own; their export answers a data request)."""
+
+    list_display = ["id", "owner", "status", "model", "provider", "count", "sent_image", "created_at"]
+    list_filter = ["status", "provider"]
+    search_fields = ["owner__email", "id"]
+    fields = [
+        "id",
+        "owner",
+        "status",
+        "error",
+        "model",
+        "provider",
+        "shape",
+        "size",
+        "quality",
+        "count",
+        "sent_image",
+        "created_at",
+        "finished_at",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def get_deleted_objects(self, objs, request):
+        _, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        return [str(generation) for generation in objs], model_count, perms_needed, protected
+
+    # Through the service, so the image files go with their rows.
+    def delete_model(self, request, obj):
+        services.image_generation_delete(generation=obj)
+
+    def delete_queryset(self, request, queryset):
+        for generation in queryset:
+            services.image_generation_delete(generation=generation)
 
 
 @admin.register(Message)

@@ -49,12 +49,12 @@ class ChatConsumer(LiveConsumer):
             )
             await self._tell_if_not_queued(user_message, reply)
         elif isinstance(frame, RegenerateFrame):
-            reply = await database_work(services.reply_regenerate)(
+            reply = await database_work(services.chat_reply_regenerate)(  # or a new image
                 conversation=self.conversation, message_id=frame.message_id
             )
             await self._tell_if_not_queued(reply)
         elif isinstance(frame, EditFrame):
-            reply = await database_work(services.message_edit)(
+            reply = await database_work(services.chat_message_edit)(  # or /image
                 conversation=self.conversation, message_id=frame.message_id, content=frame.content
             )
             await self._tell_if_not_queued(reply)

@@ -4,12 +4,15 @@ the admin and tests call it as ``services.<thing>_<action>``.
 Dependencies among the modules point one way (an import-linter contract keeps it so):
 ``conversations`` (with ``personas``), ``generation`` (with ``prompt``) and ``completions``
 (the API's) use ``replies``;
-``art`` uses ``uploads``; ``replies``, ``uploads``, ``voice`` and ``art`` use ``choice``;
+``art`` (``/image`` in a chat) uses ``replies`` and ``uploads``;
+``replies``, ``uploads``, ``voice`` and ``art`` use ``choice``;
 ``choice``, ``prompt``, ``personas`` and ``cloud`` use none of the others.
 """
 
 from .art import (
+    chat_message_edit,
     chat_message_send,
+    chat_reply_regenerate,
     generated_image_as,
     generated_image_delete,
     generated_image_to_chat,
@@ -42,7 +45,9 @@ __all__ = [
     "Prompt",
     "cloud_allowed",
     "cloud_models_discover",
+    "chat_message_edit",
     "chat_message_send",
+    "chat_reply_regenerate",
     "cloud_provider_save",
     "completion_start",
     "generated_image_as",

@@ -41,7 +41,15 @@ from localai_site.core.refusals import Refusal
 from localai_site.core.tasks import TaskQueueUnavailable, task_enqueue
 
 from .choice import cloud_allowed, model_choose, restriction_check
-from .replies import conversation_lock_idle, message_publish, message_send
+from .replies import (
+    conversation_lock_idle,
+    last_reply_remove,
+    message_edit,
+    message_publish,
+    message_rewrite,
+    message_send,
+    reply_regenerate,
+)
 from .uploads import image_reencode, upload_save
 
 logger = logging.getLogger(__name__)
@@ -458,17 +466,58 @@ def chat_image_send(
     if upload_ids:
         raise Refusal("image_attachments", "To change an image, open it in Images and choose Edit.")
     conversation = conversation_lock_idle(conversation)  # the checks a message passes: one reply at a time
-    owner = conversation.owner
-    choice = model_choose(user=owner, model_id=model_id or conversation.model)
-    image_model = _chat_image_model(conversation=conversation, choice=choice)
-    text = f"{IMAGE_COMMAND} {_prompt_check(prompt)}"
+    choice = model_choose(user=conversation.owner, model_id=model_id or conversation.model)
+    checked = _prompt_check(prompt)
     user_message = Message.objects.create(
         conversation=conversation,
         role=Role.USER,
-        content=text,
+        content=f"{IMAGE_COMMAND} {checked}",
         model=choice.model_id,
         provider=choice.provider,
     )
+    reply = _image_reply_start(conversation, choice, checked, user_message)
+    conversation.model, conversation.provider = choice.model_id, choice.provider
+    conversation.title = conversation.title or f"Image: {checked}"[:60]
+    conversation.save(update_fields=["model", "provider", "title", "updated_at"])
+    return user_message, reply
+
+
+@transaction.atomic
+def chat_reply_regenerate(*, conversation: Conversation, message_id: int) -> Message:
+    """Regenerate in a chat: the reply to an ``/image`` message is a new image, any other
+    reply is written again by the chat model (``reply_regenerate``)."""
+    conversation = conversation_lock_idle(conversation)
+    asked = conversation.messages.filter(role=Role.USER, id__lt=message_id).order_by("-id").first()
+    prompt = _image_command(asked.content) if asked is not None else None
+    if prompt is None:
+        return reply_regenerate(conversation=conversation, message_id=message_id)
+    choice = model_choose(user=conversation.owner, model_id=conversation.model)
+    last_reply_remove(conversation=conversation, message_id=message_id)
+    return _image_reply_start(conversation, choice, prompt)
+
+
+@transaction.atomic
+def chat_message_edit(*, conversation: Conversation, message_id: int, content: str) -> Message:
+    """A message edited in a chat is answered again: with an image when it now reads
+    ``/image <prompt>``, otherwise by the chat model (``message_edit``)."""
+    prompt = _image_command(content)
+    if prompt is None:
+        return message_edit(conversation=conversation, message_id=message_id, content=content)
+    checked = _prompt_check(prompt)
+    conversation = conversation_lock_idle(conversation)
+    choice = model_choose(user=conversation.owner, model_id=conversation.model)
+    message = message_rewrite(
+        conversation=conversation, message_id=message_id, text=f"{IMAGE_COMMAND} {checked}"
+    )
+    return _image_reply_start(conversation, choice, checked, message)
+
+
+def _image_reply_start(
+    conversation: Conversation, choice: ModelChoice, prompt: str, *announce: Message
+) -> Message:
+    """The empty reply to an ``/image`` message and its generation with the image model of the
+    chat's provider; shown after commit (in the caller's transaction: a refusal undoes it all)."""
+    image_model = _chat_image_model(conversation=conversation, choice=choice)
     reply = Message.objects.create(
         conversation=conversation,
         role=Role.ASSISTANT,
@@ -476,17 +525,16 @@ def chat_image_send(
         model=image_model.model_id,
         provider=image_model.provider,
     )
-    image_generation_start(owner=owner, prompt=prompt, model_id=image_model.model_id, message=reply)
-    conversation.model, conversation.provider = choice.model_id, choice.provider
-    conversation.title = conversation.title or f"Image: {prompt}"[:60]
-    conversation.save(update_fields=["model", "provider", "title", "updated_at"])
+    image_generation_start(
+        owner=conversation.owner, prompt=prompt, model_id=image_model.model_id, message=reply
+    )
 
     def after_commit() -> None:
-        for message in (user_message, reply):
+        for message in (*announce, reply):
             message_publish(message)
 
     transaction.on_commit(after_commit)
-    return user_message, reply
+    return reply
 
 
 def _chat_reply_end(message_id: int, *, images: Sequence[GeneratedImage] = (), error: str = "") -> None:

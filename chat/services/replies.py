@@ -203,17 +203,38 @@ def message_send(
     return user_message, reply_start(conversation, choice, user_message)
 
 
+def last_reply_remove(*, conversation: Conversation, message_id: int) -> None:
+    """Delete the last reply, ``message_id``, to write it again (in the caller's transaction,
+    with the conversation locked)."""
+    last = conversation.messages.order_by("-id").first()
+    if last is None or last.pk != message_id or last.role != Role.ASSISTANT:
+        raise Refusal("not_last_reply", "Only the last reply can be written again.")
+    last.delete()
+    publisher.publish(conversation.group_name, removed_event([message_id]))
+
+
 @transaction.atomic
 def reply_regenerate(*, conversation: Conversation, message_id: int) -> Message:
     """Replace the last reply with a new one written from the same history."""
     conversation = conversation_lock_idle(conversation)
-    last = conversation.messages.order_by("-id").first()
-    if last is None or last.pk != message_id or last.role != Role.ASSISTANT:
-        raise Refusal("not_last_reply", "Only the last reply can be written again.")
     choice = model_choose(user=conversation.owner, model_id=conversation.model)
-    last.delete()
-    publisher.publish(conversation.group_name, removed_event([message_id]))
+    last_reply_remove(conversation=conversation, message_id=message_id)
     return reply_start(conversation, choice)
+
+
+def message_rewrite(*, conversation: Conversation, message_id: int, text: str) -> Message:
+    """Give the person's message ``message_id`` the checked ``text`` and remove what followed
+    it, to answer it again (in the caller's transaction, with the conversation locked)."""
+    message = conversation.messages.filter(pk=message_id, role=Role.USER).first()
+    if message is None:
+        raise Refusal("not_found", "There is no message of yours with that id here.")
+    later = list(conversation.messages.filter(id__gt=message.pk).values_list("id", flat=True))
+    files_delete_after_commit(upload.file for upload in Upload.objects.filter(message_id__in=later))
+    conversation.messages.filter(id__in=later).delete()  # their files' rows with them
+    message.content = text
+    message.save(update_fields=["content"])
+    publisher.publish(conversation.group_name, removed_event(later))
+    return message
 
 
 @transaction.atomic
@@ -221,16 +242,8 @@ def message_edit(*, conversation: Conversation, message_id: int, content: str) -
     """Change a sent message and answer it again; what followed it is replaced."""
     text = message_content_check(content)
     conversation = conversation_lock_idle(conversation)
-    message = conversation.messages.filter(pk=message_id, role=Role.USER).first()
-    if message is None:
-        raise Refusal("not_found", "There is no message of yours with that id here.")
     choice = model_choose(user=conversation.owner, model_id=conversation.model)
-    later = list(conversation.messages.filter(id__gt=message.pk).values_list("id", flat=True))
-    files_delete_after_commit(upload.file for upload in Upload.objects.filter(message_id__in=later))
-    conversation.messages.filter(id__in=later).delete()  # their files' rows with them
-    message.content = text
-    message.save(update_fields=["content"])
-    publisher.publish(conversation.group_name, removed_event(later))
+    message = message_rewrite(conversation=conversation, message_id=message_id, text=text)
     return reply_start(conversation, choice, message)
 
 

@@ -381,6 +381,40 @@ def test_slash_image_fails_the_reply_with_the_providers_reason(user, image_provi
     assert reply.status == "failed" and "content policy" in reply.error
 
 
+def test_regenerating_an_image_reply_makes_a_new_image_and_an_edit_to_image_makes_one(
+    user, image_providers
+):
+    chat_model = CloudModel.objects.create(
+        provider=CloudProvider.objects.get(slug="oai"), name="gpt-4o-mini", enabled=True
+    )
+    conversation = services.conversation_create(owner=user, model_id=chat_model.model_id)
+    asked, first = services.chat_message_send(conversation=conversation, content="/image a red kite")
+    services.image_generation_run(generation_id=ImageGeneration.objects.get(message=first).pk)
+
+    again = services.chat_reply_regenerate(conversation=conversation, message_id=first.pk)
+    assert not conversation.messages.filter(pk=first.pk).exists()
+    generation = ImageGeneration.objects.get(message=again)
+    assert (generation.prompt, generation.model, again.provider) == ("a red kite", OPENAI, "oai")
+    assert ImageGeneration.objects.filter(owner=user).count() == 2, "the first image stays in the gallery"
+    services.image_generation_run(generation_id=generation.pk)
+    again.refresh_from_db()
+    assert again.status == "done" and again.attachments.get().is_image
+
+    edited = services.chat_message_edit(
+        conversation=conversation, message_id=asked.pk, content="/image  a blue kite "
+    )
+    asked.refresh_from_db()
+    assert asked.content == "/image a blue kite"
+    assert list(conversation.messages.values_list("pk", flat=True)) == [asked.pk, edited.pk]
+    assert ImageGeneration.objects.get(message=edited).prompt == "a blue kite"
+    services.image_generation_run(generation_id=ImageGeneration.objects.get(message=edited).pk)
+
+    # Back to words: the edited message is answered by the chat model, not the image model.
+    answered = services.chat_message_edit(conversation=conversation, message_id=asked.pk, content="Hello")
+    assert (answered.model, answered.status) == (chat_model.model_id, "queued")
+    assert not ImageGeneration.objects.filter(message=answered).exists()
+
+
 def test_the_openai_seam_sends_reference_images_with_the_one_to_edit(db, image_providers):
     from chat.providers.images import ImageRequest, image_provider_for
     from tests.servers import png_bytes
@@ -444,3 +478,22 @@ def test_a_generation_whose_worker_went_away_says_so(client, user, image_provide
     client.force_login(user)
     status = client.get(reverse("chat:generation_status", args=[generation.pk])).json()
     assert status["status"] == "failed" and "No worker finished" in status["html"]
+
+
+def test_the_admin_lists_generations_without_their_prompts_and_deletes_them_with_their_files(
+    client, admin, user, image_providers, django_capture_on_commit_callbacks
+):
+    generation = _made(user, OPENAI, prompt="my secret garden")
+    image_file = generation.images.get().file
+    assert image_file.storage.exists(image_file.name)
+    client.force_login(admin)
+    listed = client.get(reverse("admin:chat_imagegeneration_changelist")).content.decode()
+    shown = client.get(reverse("admin:chat_imagegeneration_change", args=[generation.pk])).content.decode()
+    assert str(generation.pk) in listed and "gpt-image-1" in shown
+    assert "secret garden" not in listed + shown, "the prompt is the person's own"
+    with django_capture_on_commit_callbacks(execute=True):  # the files go once it commits
+        answer = client.post(
+            reverse("admin:chat_imagegeneration_delete", args=[generation.pk]), {"post": "yes"}
+        )
+    assert answer.status_code == 302 and not ImageGeneration.objects.filter(pk=generation.pk).exists()
+    assert not image_file.storage.exists(image_file.name)
