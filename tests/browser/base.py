@@ -76,6 +76,14 @@ def send_from_home(page: Page, text: str) -> None:
     page.wait_for_url(CONVERSATION_URL)
 
 
+def nav_open(page: Page, name: str) -> None:
+    """Follow a top-bar link, through the Menu on a phone (static/site/menu.js)."""
+    menu = page.get_by_role("button", name="Menu")
+    if menu.is_visible():
+        menu.click()
+    page.locator(".topnav").get_by_role("link", name=name).click()
+
+
 def last_reply(page: Page) -> Locator:
     return page.locator("article.message-assistant").last
 

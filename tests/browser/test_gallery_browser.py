@@ -11,7 +11,7 @@ from chat import services
 from chat.models import CloudModel, CloudProvider, CloudProviderKind, GeneratedImage
 from tests.servers import API_KEY, ImageProviderFake
 
-from .base import BrowserTestCase, last_reply, screenshot, send_from_home, sign_up
+from .base import BrowserTestCase, last_reply, nav_open, screenshot, send_from_home, sign_up
 from .test_accessibility_browser import serious_problems
 from .test_responsive_browser import A_PHONE, sideways_overflow
 
@@ -72,7 +72,7 @@ class GalleryTests(BrowserTestCase):
     def test_generate_watch_edit_with_a_painted_mask_use_in_chat_and_delete(self):
         page = self.page
         sign_up(page, self.live_server_url, "painter@example.com")
-        page.get_by_role("link", name="Images").click()
+        nav_open(page, "Images")
         self._generate("a slow sunrise over the sea")
         card = page.locator(".generation").first
         expect(card.get_by_role("status")).to_contain_text("Being made")  # the provider takes 3 s
