@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.mfa.adapter import DefaultMFAAdapter
+from allauth.mfa.models import Authenticator
 from django import forms
 from django.db import transaction
 from django.http import HttpRequest
 
+from localai_site.core.crypto import secret_decrypt, secret_encrypt
+
+from .mfa import SECOND_FACTORS, mfa_factors_of, mfa_required_for
 from .models import SignupMode, User
 from .selectors import admin_exists, instance_settings_get, invitation_find_open
 from .services import user_signup_complete
@@ -59,3 +64,26 @@ class AccountAdapter(DefaultAccountAdapter):
         request.session.pop(INVITE_SESSION_KEY, None)
         request.session.pop(SETUP_SESSION_KEY, None)
         return user
+
+
+class MfaAdapter(DefaultMFAAdapter):
+    """Keeps the app keys and recovery-code seeds encrypted like every stored secret, and a
+    person the instance requires a second factor of from turning off their last one."""
+
+    error_messages = {
+        **DefaultMFAAdapter.error_messages,
+        "cannot_delete_authenticator": "Two-factor sign-in is required for your account: add a passkey "
+        "before you turn the authenticator app off.",
+    }
+
+    def encrypt(self, text: str) -> str:
+        return secret_encrypt(text)
+
+    def decrypt(self, encrypted_text: str) -> str:
+        return secret_decrypt(encrypted_text)
+
+    def can_delete_authenticator(self, authenticator: Authenticator) -> bool:
+        user = authenticator.user
+        if authenticator.type not in SECOND_FACTORS or not mfa_required_for(user):
+            return True
+        return mfa_factors_of(user) > 1

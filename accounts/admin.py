@@ -1,3 +1,4 @@
+from allauth.mfa.models import Authenticator
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.urls import reverse
@@ -81,6 +82,34 @@ class DataRightsActions:
         return services.user_restrict(user=user, restricted=False)
 
 
+class AccessActions:
+    """Deactivate and reactivate: for admins who may change people."""
+
+    @confirmed_action(
+        description="Deactivate (no more sign-in)",
+        title="Deactivate these people?",
+        explanation="They are signed out everywhere and cannot sign in or use their API keys; "
+        "their data stays until it is erased. Reactivating undoes it.",
+        confirm_label="Yes, deactivate",
+        done=lambda user, _: f"{user} is deactivated.",
+        dangerous=True,
+        permissions=("change",),
+    )
+    def deactivate(self, request, user):
+        return services.user_active_set(user=user, active=False, actor=request.user)
+
+    @confirmed_action(
+        description="Reactivate",
+        title="Reactivate these people?",
+        explanation="They can sign in again.",
+        confirm_label="Yes, reactivate",
+        done=lambda user, _: f"{user} can sign in again.",
+        permissions=("change",),
+    )
+    def reactivate(self, request, user):
+        return services.user_active_set(user=user, active=True, actor=request.user)
+
+
 class ConsentInline(admin.TabularInline):
     """Consent records are evidence: shown, never edited."""
 
@@ -95,13 +124,20 @@ class ConsentInline(admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(DataRightsActions, BaseUserAdmin):
+class UserAdmin(DataRightsActions, AccessActions, BaseUserAdmin):
     inlines = [ConsentInline]
     ordering = ["email"]
     list_display = ["email", "display_name", "is_staff", "is_active", "processing_restricted", "date_joined"]
     list_filter = ["is_staff", "is_active", "processing_restricted"]
     search_fields = ["email", "display_name"]
-    actions = ["export_data", "erase_data", "restrict_processing", "lift_restriction"]
+    actions = [
+        "deactivate",
+        "reactivate",
+        "export_data",
+        "erase_data",
+        "restrict_processing",
+        "lift_restriction",
+    ]
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Profile", {"fields": ("display_name", "avatar", "local_only", "processing_restricted")}),
@@ -229,12 +265,35 @@ class ExportArchiveAdmin(admin.ModelAdmin):
 
 @admin.register(InstanceSettings)
 class InstanceSettingsAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "signup_mode", "cloud_enabled", "api_enabled", "minimum_age", "updated_at"]
+    list_display = [
+        "__str__", "signup_mode", "cloud_enabled", "api_enabled", "mfa_required", "minimum_age", "updated_at",
+    ]  # fmt: skip
 
     def has_add_permission(self, request):
         return not InstanceSettings.objects.exists()
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+admin.site.unregister(Authenticator)
+
+
+@admin.register(Authenticator)
+class AuthenticatorAdmin(admin.ModelAdmin):
+    """Who has which second factor. Never their secrets (allauth's own admin edits ``data``);
+    deleting a person's factors is how someone who lost them all, codes included, gets back in."""
+
+    list_display = ["user", "type", "created_at", "last_used_at"]
+    list_filter = ["type"]
+    search_fields = ["user__email"]
+    fields = ["user", "type", "created_at", "last_used_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
 
@@ -248,7 +307,7 @@ class InvitationAdmin(admin.ModelAdmin):
     def signup_link(self, obj: Invitation) -> str:
         if not obj.pk:
             return "Shown once saved."
-        return f"/accounts/signup/?invite={obj.token}"
+        return f"{reverse('account_signup')}?invite={obj.token}"
 
     def save_model(self, request, obj, form, change):
         if not change:

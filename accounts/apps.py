@@ -11,11 +11,15 @@ class AccountsConfig(AppConfig):
         from django.core import checks
         from django.db.models.signals import post_delete, post_save
 
+        from localai_site.core.crypto import register_secret_rotation
+
         from .checks import DEPLOY_CHECKS, retention_within_promises
+        from .mfa import mfa_secrets_rotate
         from .models import User
         from .receivers import sign_in_recorded, sockets_closed_on_logout, sockets_rechecked_on_account_change
 
         checks.register(retention_within_promises)
+        register_secret_rotation(mfa_secrets_rotate)
         for check in DEPLOY_CHECKS:
             checks.register(check, checks.Tags.security, deploy=True)
         user_logged_in.connect(sign_in_recorded, dispatch_uid="accounts.sign_in_recorded")

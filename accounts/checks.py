@@ -4,10 +4,11 @@ non-loopback address). Each deploy warning's hint names the environment variable
 it; Django's own deploy checks (HSTS, HTTPS redirect, DEBUG, SECRET_KEY…) name settings
 read from variables of the same names."""
 
-from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Warning
+from django.db import DatabaseError
 
+from .models import InstanceSettings, MfaRequirement
 from .retention import MAX_CRASH_REPORT_DAYS
 
 CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
@@ -68,14 +69,18 @@ def email_addresses_verified(app_configs=None, **kwargs) -> list[Warning]:
 
 
 def staff_second_factor(app_configs=None, **kwargs) -> list[Warning]:
-    if apps.is_installed("allauth.mfa"):
+    try:
+        requirement = InstanceSettings.objects.values_list("mfa_required", flat=True).first()
+    except DatabaseError:  # not migrated yet: the row will be made with the default
+        requirement = None
+    if (requirement or settings.MFA_REQUIRED_DEFAULT) != MfaRequirement.NOBODY:
         return []
     return [
         Warning(
-            "Staff accounts have no second factor: a staff password is all it takes to reach "
+            "Staff may sign in without a second factor: a staff password is all it takes to reach "
             "everyone's data in the admin.",
-            hint="No setting adds one yet (allauth.mfa is not installed): keep staff accounts few, "
-            "each with a long password used nowhere else.",
+            hint="Require two-factor sign-in for staff: Admin → Instance settings, or MFA_REQUIRED=staff "
+            "before the instance first starts.",
             id="localai.W004",
         )
     ]

@@ -57,17 +57,27 @@ def _instance_secrets() -> tuple[str, ...]:
     return tuple(key for key in keys if key and len(key) >= 8)
 
 
-def scrub(text: str) -> str:
-    """Remove what may identify a person or unlock something from error text."""
+def _instance_secrets_removed(text: str) -> str:
     for secret in _instance_secrets():
         text = text.replace(secret, "<secret>")
-    text = _DB_DETAIL.sub(r"\1<detail>", _DB_KEY_VALUES.sub(r"Key (\1)=(<values>)", text))
-    text = _QUOTED.sub(lambda m: f"{m.group(1)}<text, {len(m.group(2))} characters>{m.group(1)}", text)
-    text = _EMAIL.sub("<email>", text)
+    return text
+
+
+def scrub_secrets(text: str) -> str:
+    """Remove keys, tokens, passwords and email addresses, and keep the rest: what a log line
+    may never carry (``accounts.json_logs``)."""
+    text = _EMAIL.sub("<email>", _instance_secrets_removed(text))
     text = _BEARER.sub("Bearer <secret>", text)
     text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}<secret>", text)
-    text = _LONG_TOKEN.sub("<secret>", _KEY_LIKE.sub("<secret>", text))
-    return text[:MAX_MESSAGE_CHARS]
+    return _LONG_TOKEN.sub("<secret>", _KEY_LIKE.sub("<secret>", text))
+
+
+def scrub(text: str) -> str:
+    """Remove what may identify a person or unlock something from error text."""
+    text = _instance_secrets_removed(text)  # first: a secret may hold a quote
+    text = _DB_DETAIL.sub(r"\1<detail>", _DB_KEY_VALUES.sub(r"Key (\1)=(<values>)", text))
+    text = _QUOTED.sub(lambda m: f"{m.group(1)}<text, {len(m.group(2))} characters>{m.group(1)}", text)
+    return scrub_secrets(text)[:MAX_MESSAGE_CHARS]
 
 
 def scrub_path(path: str) -> str:

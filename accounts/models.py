@@ -105,6 +105,14 @@ class SignupMode(models.TextChoices):
     CLOSED = "closed", "Nobody may sign up"
 
 
+class MfaRequirement(models.TextChoices):
+    """Who must sign in with a second factor (an authenticator app or a passkey)."""
+
+    NOBODY = "nobody", "Nobody (each person chooses)"
+    STAFF = "staff", "Staff"
+    EVERYONE = "everyone", "Everyone"
+
+
 class InstanceSettings(SingletonModel):
     """Instance-wide switches admins change in the admin."""
 
@@ -116,6 +124,14 @@ class InstanceSettings(SingletonModel):
         "API enabled",
         default=True,
         help_text="Let people use the OpenAI-compatible API at /v1/ with their personal keys.",
+    )
+    mfa_required = models.CharField(
+        "require two-factor sign-in",
+        max_length=10,
+        choices=MfaRequirement.choices,
+        default=MfaRequirement.NOBODY,
+        help_text="Who must set up an authenticator app or a passkey before using the instance; "
+        "staff without one cannot open the admin.",
     )
     minimum_age = models.PositiveSmallIntegerField(
         choices=[(13, "13 years"), (16, "16 years")],
@@ -133,7 +149,7 @@ class InstanceSettings(SingletonModel):
 
     @classmethod
     def defaults(cls) -> dict[str, object]:
-        return {"signup_mode": settings.SIGNUP_MODE_DEFAULT}
+        return {"signup_mode": settings.SIGNUP_MODE_DEFAULT, "mfa_required": settings.MFA_REQUIRED_DEFAULT}
 
 
 def _invitation_token() -> str:
@@ -477,3 +493,14 @@ class ApiKey(models.Model):
     @property
     def can_chat(self) -> bool:
         return self.scope == ApiKeyScope.CHAT
+
+
+class ErasureRecord(models.Model):
+    """That an account was erased, and when, without saying whose: the subject is a keyed
+    hash (``accounts.erasures``). A restore erases again every account listed here."""
+
+    subject = models.CharField(max_length=64, unique=True, editable=False)
+    erased_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    def __str__(self) -> str:
+        return f"erasure {self.subject[:12]}… at {self.erased_at:%Y-%m-%d %H:%M}"

@@ -1,9 +1,18 @@
 from allauth.account.models import EmailAddress, EmailConfirmation
+from allauth.mfa.models import Authenticator
 from allauth.socialaccount.models import SocialAccount, SocialToken
 from django.contrib.admin.models import LogEntry
 
-from localai_site.core.privacy import Erase, PersonalData, pseudonym, register, register_section
+from localai_site.core.privacy import (
+    Erase,
+    PersonalData,
+    pseudonym,
+    register,
+    register_on_erase,
+    register_section,
+)
 
+from .erasures import erasure_record
 from .models import (
     ApiKey,
     Consent,
@@ -55,6 +64,14 @@ register(
     ),
     PersonalData(
         SocialToken, owner="account__user", purpose="Signing in with Google or Apple.", category=None
+    ),
+    PersonalData(
+        Authenticator,
+        owner="user",
+        purpose="Your second factors for signing in: an authenticator app, recovery codes, passkeys.",
+        category="sign_in_factors",
+        # That one exists, never its secret, recovery codes or public key.
+        fields=("type", "created_at", "last_used_at"),
     ),
     PersonalData(
         Invitation,
@@ -158,3 +175,5 @@ register(
 )
 
 register_section("retention", lambda user: retention_table())
+# Kept apart from the database too, so that a restore of an older backup erases them again.
+register_on_erase(erasure_record)

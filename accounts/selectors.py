@@ -3,16 +3,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .models import (
     Consent,
     CrashReport,
+    CrashSource,
+    DataSubjectRequest,
     ExportArchive,
     InstanceSettings,
     Invitation,
     PolicyVersion,
+    RequestStatus,
     User,
 )
 
@@ -75,3 +79,20 @@ def consents_of(*, user) -> list[Consent]:
 
 def crash_reports_recent(*, days: int) -> int:
     return CrashReport.objects.filter(last_seen_at__gte=timezone.now() - timedelta(days=days)).count()
+
+
+def crash_report_totals() -> dict[str, tuple[int, int]]:
+    """Stored crash reports by source: (reports, occurrences counted on them)."""
+    rows = CrashReport.objects.values_list("source").annotate(n=Count("id"), seen=Sum("count")).order_by()
+    totals = {str(source): (0, 0) for source in CrashSource}
+    totals.update({source: (n, seen or 0) for source, n, seen in rows})
+    return totals
+
+
+def data_requests_open() -> QuerySet[DataSubjectRequest]:
+    """Requests not answered yet, the nearest deadline first."""
+    return (
+        DataSubjectRequest.objects.exclude(status__in=[RequestStatus.COMPLETED, RequestStatus.REFUSED])
+        .annotate(deadline_at=Coalesce("extended_until", "due_at"))
+        .order_by("deadline_at")
+    )

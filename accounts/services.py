@@ -219,6 +219,18 @@ def user_restrict(*, user: User, restricted: bool) -> User:
     return user
 
 
+def user_active_set(*, user: User, active: bool, actor: User) -> User:
+    """Let ``user`` sign in again, or not: a deactivated person's sessions, sockets and API
+    keys stop working at once (``accounts.receivers``); nothing they keep is deleted."""
+    if not active and user.pk == actor.pk:
+        raise Refusal("own_account", "You cannot deactivate your own account.")
+    if not active and user.is_superuser and not actor.is_superuser:
+        raise Refusal("superuser", "Only a superuser can deactivate a superuser.")
+    user.is_active = active
+    user.save(update_fields=["is_active"])
+    return user
+
+
 def data_request_save(*, request: DataSubjectRequest) -> DataSubjectRequest:
     """Fill in the deadline the law sets and the pseudonymous reference, then save."""
     subject = request.subject

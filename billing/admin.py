@@ -1,8 +1,70 @@
 from django.contrib import admin, messages
+from django.db import transaction
+from django.template.response import TemplateResponse
+
+from accounts.admin import UserAdmin
+from accounts.models import User
 
 from . import selectors, services, webhooks
 from .models import Invoice, Plan, Subscription
 from .stripe_api import StripeUnavailable
+
+CHANGE_PLAN_PERMISSION = "billing.change_subscription"
+
+
+# People's admin with their plan: billing builds on accounts, so it adds the column and the action.
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class PeopleAdmin(UserAdmin):
+    list_display = [*UserAdmin.list_display, "plan_shown"]
+    actions = [*UserAdmin.actions, "change_plan"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("subscription__plan")
+
+    @admin.display(description="plan")
+    def plan_shown(self, obj: User) -> str:
+        try:
+            plan = obj.subscription.plan
+        except Subscription.DoesNotExist:
+            plan = None
+        return str(plan) if plan else "default plan"
+
+    def has_plan_permission(self, request) -> bool:
+        return request.user.has_perm(CHANGE_PLAN_PERMISSION)
+
+    @admin.action(description="Change plan", permissions=["plan"])
+    def change_plan(self, request, queryset):
+        if request.POST.get("confirmed") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Put these people on another plan?",
+                "explanation": "The plan is assigned by an admin and kept until the person buys one.",
+                "queryset": queryset,
+                "action": "change_plan",
+                "confirm_label": "Change plan",
+                "plans": Plan.objects.all(),
+                "opts": self.model._meta,
+            }
+            return TemplateResponse(request, "admin/billing/plan_change.html", context)
+        chosen = request.POST.get("plan", "")
+        plan = (
+            None
+            if chosen == "default"
+            else Plan.objects.filter(pk=chosen if chosen.isdigit() else None).first()
+        )
+        if plan is None and chosen != "default":
+            self.message_user(request, "Choose one of the plans.", messages.ERROR)
+            return None
+        with transaction.atomic():  # plan_assign locks each person's subscription row
+            for user in queryset:
+                services.plan_assign(user=user, plan=plan)
+        self.message_user(
+            request, f"{queryset.count()} now on {plan or 'the default plan'}.", messages.SUCCESS
+        )
+        return None
 
 
 @admin.register(Plan)

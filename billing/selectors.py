@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -109,3 +109,14 @@ def usage_meters(*, user: User) -> list[Meter]:
 
 def invoices_of(*, user: User) -> QuerySet[Invoice]:
     return Invoice.objects.filter(user=user)
+
+
+def people_per_plan() -> list[tuple[Plan, int]]:
+    """How many people are on each plan (those with none on the default one)."""
+    chosen = dict(
+        Subscription.objects.filter(plan__isnull=False).values_list("plan").annotate(n=Count("id")).order_by()
+    )
+    on_default = User.objects.count() - sum(chosen.values())
+    return [
+        (plan, chosen.get(plan.pk, 0) + (on_default if plan.is_default else 0)) for plan in Plan.objects.all()
+    ]

@@ -211,6 +211,8 @@ class Message(models.Model):
                 name="message_status",
                 condition=models.Q(status__in=["queued", "streaming"]),
             ),
+            # The operator's recent replies (/metrics, Admin → Operations) by when they ended.
+            models.Index(fields=["finished_at"], name="message_finished"),
         ]
 
     def __str__(self) -> str:

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accounts.models import User
@@ -20,6 +21,7 @@ from .models import (
     GeneratedImage,
     ImageGeneration,
     Message,
+    MessageStatus,
     Persona,
     Provider,
     Role,
@@ -238,4 +240,107 @@ def image_recipients_of(*, user: User) -> list[dict]:
             "last": row["last"].isoformat(),
         }
         for row in received
+    ]
+
+
+# --- For the operator (/metrics, Admin → Operations): counts of replies, nobody named --------
+
+
+def provider_kind(provider: str) -> str:
+    """``local`` for this instance, ``cloud`` for any provider's slug."""
+    return "local" if provider == Provider.LOCAL else "cloud"
+
+
+def replies_in_progress() -> dict[tuple[str, str], int]:
+    """Replies queued or being written, by (provider kind, status); every pair is present."""
+    counts = {(kind, str(status)): 0 for kind in ("local", "cloud") for status in ACTIVE_STATUSES}
+    rows = (
+        Message.objects.filter(status__in=ACTIVE_STATUSES)  # the partial index message_status
+        .values_list("provider", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for provider, status, n in rows:
+        counts[provider_kind(provider), status] += n
+    return counts
+
+
+def _finished_since(since) -> QuerySet[Message]:
+    return Message.objects.filter(role=Role.ASSISTANT, finished_at__gte=since).order_by()
+
+
+def replies_finished_since(*, since) -> dict[tuple[str, str], int]:
+    """Replies that ended after ``since``, by (provider kind, status: done, stopped, failed);
+    every pair is present."""
+    ended = (MessageStatus.DONE, MessageStatus.STOPPED, MessageStatus.FAILED)
+    counts = {(kind, str(status)): 0 for kind in ("local", "cloud") for status in ended}
+    for provider, status, n in (
+        _finished_since(since).values_list("provider", "status").annotate(n=Count("id"))
+    ):
+        key = (provider_kind(provider), status)
+        counts[key] = counts.get(key, 0) + n
+    return counts
+
+
+@dataclass(frozen=True)
+class ModelSpeed:
+    model: str
+    tokens_per_second: float | None  # tokens written after the first, as Message.tokens_per_second
+    ttft_ms: list[int]  # of each reply, smallest first
+
+
+def model_speeds_since(*, since) -> list[ModelSpeed]:
+    """How fast each model answered in the replies that ended after ``since``."""
+    tokens: dict[str, int] = {}
+    decode_ms: dict[str, int] = {}
+    ttfts: dict[str, list[int]] = {}
+    rows = _finished_since(since).filter(ttft_ms__isnull=False).exclude(status=MessageStatus.FAILED)
+    for model, ttft, completion, duration in rows.values_list(
+        "model", "ttft_ms", "completion_tokens", "duration_ms"
+    ):
+        ttfts.setdefault(model, []).append(ttft)
+        if completion and duration and duration > ttft:
+            tokens[model] = tokens.get(model, 0) + completion
+            decode_ms[model] = decode_ms.get(model, 0) + duration - ttft
+    return [
+        ModelSpeed(
+            model=model,
+            tokens_per_second=round(tokens[model] * 1000 / decode_ms[model], 2)
+            if decode_ms.get(model)
+            else None,
+            ttft_ms=sorted(values),
+        )
+        for model, values in sorted(ttfts.items())
+    ]
+
+
+@dataclass(frozen=True)
+class RepliesDay:
+    day: date
+    local: int
+    cloud: int
+    failed: int
+
+
+def replies_per_day(*, days: int) -> list[RepliesDay]:
+    """Replies that ended on each of the last ``days`` days (in ``TIME_ZONE``), oldest first:
+    finished by local or by cloud models, and failed (of either)."""
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    since = timezone.make_aware(datetime.combine(first, time.min))
+    local: dict[date, int] = {}
+    cloud: dict[date, int] = {}
+    failed: dict[date, int] = {}
+    rows = (
+        _finished_since(since)
+        .annotate(day=TruncDate("finished_at", tzinfo=timezone.get_current_timezone()))
+        .values_list("day", "provider", "status")
+        .annotate(n=Count("id"))
+    )
+    for day, provider, status, n in rows:
+        counts = failed if status == MessageStatus.FAILED else local if provider == Provider.LOCAL else cloud
+        counts[day] = counts.get(day, 0) + n
+    return [
+        RepliesDay(day=day, local=local.get(day, 0), cloud=cloud.get(day, 0), failed=failed.get(day, 0))
+        for day in (first + timedelta(days=offset) for offset in range(days))
     ]

@@ -43,6 +43,9 @@ def _page(request, *, conversation=None, draft: str = "", status: int = 200):
     conversations = list(selectors.conversations_for(user=user, search=search)[:CONVERSATIONS_SHOWN])
     context = {
         "conversation": conversation,
+        "socket_path": reverse("socket", urlconf="chat.routing", kwargs={"conversation_id": conversation.pk})
+        if conversation
+        else "",
         "conversation_groups": selectors.conversations_grouped(conversations),
         "search": search,
         "chat_messages": chat_messages,

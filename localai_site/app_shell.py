@@ -3,8 +3,8 @@ site's own static files and the offline page) and that offline page.
 
 The worker never keeps a page, a conversation or an API answer: every navigation goes to the
 network, and only one the network cannot answer gets the offline page. All three are served
-at the app's root, under its script prefix (``FORCE_SCRIPT_NAME`` or the proxy's
-``SCRIPT_NAME``), so the worker's scope is the whole app, and only it, on a sub-path too.
+at the app's root, under its script prefix (``LOCALAI_URL_PATH``, which sets
+``FORCE_SCRIPT_NAME``), so the worker's scope is the whole app, and only it, on a sub-path too.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import setup_logging, worker_ready
+from celery.signals import setup_logging, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "localai_site.settings")
 
@@ -15,6 +15,13 @@ def _announce_worker(sender, **kwargs) -> None:
     from models_hub.workers import heartbeat_start  # Django is set up by now
 
     heartbeat_start([queue.name for queue in sender.app.amqp.queues.consume_from.values()])
+
+
+@task_prerun.connect
+def _prepare_task_thread(**kwargs) -> None:
+    from localai_site.core.tasks import task_thread_prepare  # Django is set up by now
+
+    task_thread_prepare()  # a pool's threads start without the request's script prefix
 
 
 @setup_logging.connect

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from django.core.exceptions import ImproperlyConfigured
 
 from localai_site.core.env import env_int, env_str
+from localai_site.core.instance_lock import instance_lock_hold
 from localai_site.core.queues import Queue
 
 if TYPE_CHECKING:
@@ -74,10 +75,11 @@ def serve(argv: list[str]) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
+    instance_lock_hold()
     if not args.no_migrate:
         call_command("migrate", interactive=False, verbosity=0)
     from chat.services import replies_fail_stale
-    from models_hub.services import bundled_model_register, downloads_fail_stale
+    from models_hub.services import bundled_model_register, downloads_fail_stale, models_missing_mark
 
     bundled_model_register()
     if not settings.SCALED:
@@ -85,6 +87,9 @@ def serve(argv: list[str]) -> None:
         # still be alive (a download can be resumed from its partial file).
         replies_fail_stale(everything=True)
         downloads_fail_stale(everything=True)
+        # This process runs the models, so their files are on this machine (in scaled mode
+        # each worker holds its own).
+        models_missing_mark()
         from localai_site.schedule import EmbeddedScheduler
 
         EmbeddedScheduler().start()
@@ -94,16 +99,16 @@ def serve(argv: list[str]) -> None:
     if reachable_from_other_machines(args.host):
         _deploy_warnings_print(args.host)
     mode = "scaled (Redis)" if settings.SCALED else "embedded"
-    print(
-        f"LocalAI is running in {mode} mode at http://{args.host}:{args.port}/  (Ctrl+C to stop)", flush=True
-    )
+    # Under a sub-path (LOCALAI_URL_PATH) with it: the app answers it here too, as behind the proxy.
+    root = f"http://{args.host}:{args.port}{settings.URL_PATH}"
+    print(f"LocalAI is running in {mode} mode at {root}/  (Ctrl+C to stop)", flush=True)
     from accounts.setup_token import setup_token_pending
 
     setup_token = setup_token_pending()
     if setup_token is not None:
         print(
             "No admin yet. To become the admin, sign up at "
-            f"http://{args.host}:{args.port}/accounts/signup/?setup={setup_token}  "
+            f"{root}/accounts/signup/?setup={setup_token}  "
             "(or run `localai createsuperuser`)",
             flush=True,
         )
@@ -118,7 +123,13 @@ def worker(argv: list[str]) -> None:
     parser.add_argument(
         "--queues", "-Q", default="local,cloud", help="comma-separated: local, cloud, downloads, exports"
     )
-    parser.add_argument("--concurrency", "-c", type=int, default=None)
+    parser.add_argument(
+        "--concurrency",
+        "-c",
+        type=int,
+        default=None,
+        help="tasks at once (default: CLOUD_CONCURRENCY with the cloud queue, else 8)",
+    )
     parser.add_argument("--loglevel", "-l", default="info")
     parser.add_argument("--beat", action="store_true", help="also run the periodic-task scheduler")
     args, extra = parser.parse_known_args(argv)
@@ -128,6 +139,7 @@ def worker(argv: list[str]) -> None:
 
     if not settings.SCALED:
         sys.exit("localai worker needs REDIS_URL: in embedded mode replies run inside `localai serve`.")
+    instance_lock_hold()
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     unknown = set(queues) - set(Queue)
     if unknown:
@@ -141,8 +153,13 @@ def worker(argv: list[str]) -> None:
 
         queues.append(worker_queue_name())
     # A local-only worker: llama.cpp already uses every core for one reply, so one task
-    # at a time, in-process.
-    pool = ["--pool", "solo"] if solo else ["--pool", "threads", "--concurrency", str(args.concurrency or 8)]
+    # at a time, in-process. Cloud replies wait on the network: one thread each, hundreds at
+    # once (a reply's thread holds no database connection while it streams, chat/streaming.py).
+    # Threads rather than gevent or asyncio: the reply path (openai SDK, Redis, psycopg,
+    # Django's per-thread connections) stays the one synchronous path that local replies and
+    # embedded mode run, with nothing monkey-patched.
+    concurrency = args.concurrency or (settings.CLOUD_CONCURRENCY if Queue.CLOUD in queues else 8)
+    pool = ["--pool", "solo"] if solo else ["--pool", "threads", "--concurrency", str(concurrency)]
     from localai_site.celery import app
 
     command = [

@@ -1,6 +1,6 @@
 """What stands in front of the apps: the probes and the Content-Security-Policy (Django
-middleware), the check of forwarded headers (ASGI middleware, around the whole
-application) and the origin check of websockets (ASGI middleware, in front of the sockets)."""
+middleware), the check of forwarded headers and the sub-path (ASGI middleware, around the
+whole application) and the origin check of websockets (ASGI middleware, in front of the sockets)."""
 
 import ipaddress
 from io import BytesIO
@@ -10,15 +10,17 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
 from django.http import JsonResponse
+from django.urls import set_script_prefix
 
-from . import probes
+from . import metrics, probes
 
 _FORWARDED = b"x-forwarded-"
 
 
 class ProbeMiddleware:
-    """Answers /healthz and /readyz first, before host checks, sessions or redirects:
-    load balancers and container probes call them with internal host names."""
+    """Answers /healthz, /readyz and /metrics first, before host checks, sessions or
+    redirects: load balancers, container probes and scrapers call them with internal host
+    names (/metrics checks its own token or allow-list)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -34,6 +36,8 @@ class ProbeMiddleware:
                 status=200 if ready else 503,
                 headers={"Cache-Control": "no-store"},
             )
+        if request.path_info == "/metrics":
+            return metrics.metrics_response(request)
         return self.get_response(request)
 
 
@@ -115,6 +119,24 @@ class TrustedProxyHeaders:
         chain = b",".join(value for name, value in headers if name == b"x-forwarded-for")
         client = _client_behind([part.strip() for part in chain.decode("latin-1").split(",") if part.strip()])
         return {**scope, "client": (client, 0)} if client else scope
+
+
+class ScriptPrefix:
+    """The prefix the app is served under (``URL_PATH``) is the ASGI ``root_path`` of every
+    request and socket: Django and Channels' router take it off the path the proxy passes
+    on whole. It is never the client's: daphne would take a ``Daphne-Root-Path`` header.
+    Django puts it in front of reverse() per request; a socket gets it here, for the links
+    in what it renders (a message's attachments)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope, "root_path": settings.URL_PATH}
+        if scope["type"] == "websocket":
+            set_script_prefix(settings.URL_PATH)  # this connection's context, and its threads'
+        return await self.app(scope, receive, send)
 
 
 class SameOriginSockets:

@@ -9,6 +9,7 @@ with separate ``localai worker`` processes; ``DATABASE_URL`` moves the data to P
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from .core.env import (
     env_str,
     env_time_zone,
     env_url,
+    env_url_path,
 )
 from .core.queues import Queue
 
@@ -68,6 +70,11 @@ TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", ["127.0.0.1", "::1"]) if BEHIN
 if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
+# Served under a sub-path (https://example.org/ai/): the proxy passes the path on whole, and every
+# URL the app makes (reverse(), static files, cookies, sockets: localai_site/middleware.py
+# ScriptPrefix) starts with it. "" at the root.
+URL_PATH = env_url_path("LOCALAI_URL_PATH")
+FORCE_SCRIPT_NAME = URL_PATH or None
 
 INSTALLED_APPS = [
     "daphne",
@@ -82,6 +89,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
+    "allauth.mfa",
     "accounts",
     "chat",
     "models_hub",
@@ -101,6 +109,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.PrivacyChoicesMiddleware",
+    "accounts.middleware.MfaRequiredMiddleware",
 ]
 
 ROOT_URLCONF = "localai_site.urls"
@@ -153,10 +162,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
 MEDIA_ROOT = DATA_DIR / "media"
-MEDIA_URL = "/media/"
+MEDIA_URL = f"{URL_PATH}/media/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
-STATIC_URL = "/static/"
+# Absolute, so Django does not add the prefix again; WhiteNoise takes FORCE_SCRIPT_NAME off.
+STATIC_URL = f"{URL_PATH}/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Serve straight from the source folders: no collectstatic step is needed to run.
 WHITENOISE_USE_FINDERS = True
@@ -250,6 +260,9 @@ CHAT_STALE_AFTER_S = env_int("CHAT_STALE_AFTER_S", 30, minimum=5, maximum=86_400
 CHAT_QUEUED_TIMEOUT_S = env_int("CHAT_QUEUED_TIMEOUT_S", 600, minimum=10, maximum=86_400)
 # Queued or streaming replies one person may have at once, across their conversations.
 CHAT_MAX_ACTIVE_REPLIES = env_int("CHAT_MAX_ACTIVE_REPLIES", 2, minimum=1, maximum=10_000)
+# Database connections one process's replies use at once, before and after they stream (one
+# thread more saves them while they stream): PostgreSQL allows 100 by default, for all processes.
+CHAT_DATABASE_CONNECTIONS = env_int("CHAT_DATABASE_CONNECTIONS", 8, minimum=1, maximum=256)
 # The largest file a person may upload (PDF, image or plain text).
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_MB", 25, minimum=1, maximum=100_000) * 1024 * 1024
 # Images are decoded to be re-encoded: larger ones are refused (a decompression bomb is a
@@ -276,6 +289,10 @@ VOICE_TRANSCRIBE_TIMEOUT_SECONDS = env_int(
 # connect is retried before the reply fails.
 CLOUD_TIMEOUT_S = env_float("CLOUD_TIMEOUT_S", 60, minimum=1, maximum=3600)
 CLOUD_CONNECT_ATTEMPTS = env_int("CLOUD_CONNECT_ATTEMPTS", 3, minimum=1, maximum=20)
+# Cloud-queue tasks (replies, images, transcriptions) one process runs at once: a worker
+# serving the `cloud` queue, or the web process in embedded mode. Each is a thread waiting on
+# the provider, holding no database connection while a reply streams.
+CLOUD_CONCURRENCY = env_int("CLOUD_CONCURRENCY", 256, minimum=1, maximum=4096)
 # Images take longer than replies: how long an image provider may take for one request.
 IMAGE_TIMEOUT_S = env_float("IMAGE_TIMEOUT_S", 180, minimum=1, maximum=3600)
 
@@ -364,6 +381,18 @@ ACCOUNT_SESSION_REMEMBER = True
 LOGIN_REDIRECT_URL = "chat:home"
 LOGIN_URL = "account_login"
 
+# Multi-factor sign-in (allauth.mfa): an authenticator app with recovery codes, and passkeys,
+# which also sign in on their own. Who must have one is an instance setting (accounts.mfa).
+MFA_ADAPTER = "accounts.adapters.MfaAdapter"
+# Who must have a second factor on a new instance; admins change it later (Instance settings).
+MFA_REQUIRED_DEFAULT = env_choice("MFA_REQUIRED", "nobody", ("nobody", "staff", "everyone"))
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+MFA_PASSKEY_LOGIN_ENABLED = True
+# allauth refuses a second factor to an account whose address nobody verified (a squatter
+# could lock the owner out of it); with verification off, the default, no address is ever
+# verified and nobody could set one up. With it mandatory, every account is verified anyway.
+MFA_ALLOW_UNVERIFIED_EMAIL = True
+
 SOCIALACCOUNT_PROVIDERS: dict[str, dict] = {}
 # Where each configured provider's sign-in page is: the Content-Security-Policy's form-action
 # must allow it (localai_site/middleware.py).
@@ -420,12 +449,16 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Under a sub-path the cookies are sent to it only, not to other apps of the same host.
+SESSION_COOKIE_PATH = CSRF_COOKIE_PATH = URL_PATH or "/"
 # Said instead by localai.W001 (accounts/checks.py), which names SECURE_COOKIES.
 SILENCED_SYSTEM_CHECKS = ["security.W012", "security.W016"]
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0, maximum=2 * 365 * 86_400)
 # /healthz and /readyz answer probes that use internal host names (localai_site/middleware.py).
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# (Matched against the path without its leading slash: under a sub-path, with it or without.)
+_probe_prefix = f"(?:{re.escape(URL_PATH.lstrip('/'))}/)?" if URL_PATH else ""
+SECURE_REDIRECT_EXEMPT = [rf"^{_probe_prefix}healthz$", rf"^{_probe_prefix}readyz$"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_time_zone("TIME_ZONE", "UTC")
@@ -433,15 +466,27 @@ USE_I18N = True
 USE_TZ = True
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")).upper()
+# json: one JSON object a line, for a log collector (accounts/json_logs.py; secrets scrubbed).
+LOG_FORMAT = env_choice("LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "accounts.json_logs.JsonLogFormatter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
         # Errors with a traceback become crash reports stored on this instance, scrubbed.
         "crash_reports": {"class": "accounts.crashes.CrashReportHandler", "level": "ERROR"},
     },
     "root": {"handlers": ["console", "crash_reports"], "level": LOG_LEVEL},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+
+# /metrics (localai_site/metrics.py) answers a scraper with this bearer token, or one from
+# these addresses or networks; with neither set it is off (404).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 24`).")
+METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS", [])

@@ -4,11 +4,14 @@ from django.urls import include, path
 from accounts.urls import policy_urlpatterns
 from accounts.views import SignupView, SocialSignupView, admin_login, analytics_dashboard
 
+from .operations import operations_dashboard
+
 admin.site.site_header = "LocalAI administration"
 admin.site.site_title = "LocalAI admin"
 
 urlpatterns = [
     path("admin/analytics/", admin.site.admin_view(analytics_dashboard), name="analytics_dashboard"),
+    path("admin/operations/", admin.site.admin_view(operations_dashboard), name="operations_dashboard"),
     # Before the admin's own: its login view is replaced by the site's sign-in page.
     path("admin/login/", admin_login, name="admin_login"),
     path("admin/", admin.site.urls),

@@ -3,13 +3,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db.models import Count
 from django.template.defaultfilters import filesizeformat
 
 from localai_site.core.queues import Queue
 
 from .catalog import CATALOG, SPEECH_CATALOG, CatalogEntry, SpeechEntry
 from .machine import Machine, disk_free, machine_facts, memory_needed
-from .models import HubSettings, LocalModel, LocalModelStatus, SpeechModel
+from .models import DOWNLOAD_ACTIVE, HubSettings, LocalModel, LocalModelStatus, SpeechModel
 from .runtime import load_spec_for
 from .workers import WorkerView, workers_list
 
@@ -149,3 +150,16 @@ class SpeechRow:
 def speech_rows() -> list[SpeechRow]:
     installed = {model.slug: model for model in SpeechModel.objects.all()}
     return [SpeechRow(entry, installed.get(entry.slug)) for entry in SPEECH_CATALOG]
+
+
+def downloads_by_status() -> dict[str, int]:
+    """Downloads of local and speech models under way (queued, downloading, verifying) or
+    failed, by status; every one of those statuses is present."""
+    statuses = [*DOWNLOAD_ACTIVE, LocalModelStatus.FAILED]
+    counts = {str(status): 0 for status in statuses}
+    for model in (LocalModel, SpeechModel):
+        for status, n in (
+            model.objects.filter(status__in=statuses).values_list("status").annotate(n=Count("id")).order_by()
+        ):
+            counts[status] += n
+    return counts

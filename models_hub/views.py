@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from localai_site.core.refusals import Refusal, refusal_message
@@ -53,6 +54,7 @@ def hub(request):
     context = {
         "page": page,
         "close_codes": json.dumps(CLOSE_CODES),
+        "socket_path": reverse("socket", urlconf="models_hub.routing"),
         "add_form": AddModelForm(),
         "token_form": TokenForm(),
         "installed": [

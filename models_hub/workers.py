@@ -27,7 +27,7 @@ from .models import LocalModel
 from .runtime import loaded_summary, state_changed
 
 HEARTBEAT_EVERY_S = 10
-_HEARTBEAT_TTL_S = 3 * HEARTBEAT_EVERY_S
+HEARTBEAT_TTL_S = 3 * HEARTBEAT_EVERY_S
 _WORKER_KEY = "localai:worker:"
 
 
@@ -106,6 +106,13 @@ def workers_by_queue() -> dict[str, int]:
     return counts
 
 
+def announced_from_here() -> bool:
+    """Whether a worker process on this machine (container) announced itself within the
+    lifetime of a heartbeat: it runs and reaches Redis. Raises RedisError while Redis is down."""
+    pattern = f"{_WORKER_KEY}{socket.gethostname()}:*"
+    return next(iter(redis_client().scan_iter(match=pattern, count=1000)), None) is not None
+
+
 def local_queue_for(model: LocalModel) -> str:
     """A free worker that holds ``model`` answers at once; otherwise any local worker
     takes the reply from the shared queue (and loads the model)."""
@@ -130,7 +137,7 @@ def heartbeat_start(queues: list[str]) -> None:
         state_changed.clear()
         # Redis away for a moment: readiness shows it; the next beat tries again.
         with contextlib.suppress(Exception):
-            redis_client().set(key, json.dumps(heartbeat_report(queues)), ex=_HEARTBEAT_TTL_S)
+            redis_client().set(key, json.dumps(heartbeat_report(queues)), ex=HEARTBEAT_TTL_S)
 
     def beat() -> None:
         while True:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.test import modify_settings, override_settings
+from django.test import override_settings
 
+from accounts.models import InstanceSettings, MfaRequirement
 from localai_site.cli import deploy_warnings, reachable_from_other_machines
 from tests.servers import free_port
 from tests.waiting import wait_until_started
@@ -205,6 +206,7 @@ EXPOSED_WARNINGS = {
 }
 
 
+@pytest.mark.django_db  # whether staff need a second factor is an instance setting
 def test_check_deploy_names_what_is_unsafe_and_the_variable_that_fixes_it():
     with override_settings(**EXPOSED):
         warnings = deploy_warnings()
@@ -216,8 +218,10 @@ def test_check_deploy_names_what_is_unsafe_and_the_variable_that_fixes_it():
         assert warning.id in listed.getvalue()
 
 
+@pytest.mark.django_db
 def test_a_configuration_fit_to_be_exposed_gets_no_deploy_warning():
-    with override_settings(**SAFE), modify_settings(INSTALLED_APPS={"append": "allauth.mfa"}):
+    InstanceSettings.objects.create(mfa_required=MfaRequirement.STAFF)
+    with override_settings(**SAFE):
         assert deploy_warnings() == []
 
 

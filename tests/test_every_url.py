@@ -14,6 +14,8 @@ import pytest
 from allauth.account.forms import default_token_generator
 from allauth.account.models import EmailAddress, EmailConfirmationHMAC
 from allauth.account.utils import user_pk_to_url_str
+from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+from allauth.mfa.webauthn.internal.auth import WebAuthn
 from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
 from django.contrib import admin
 from django.contrib.admin import ModelAdmin
@@ -46,6 +48,7 @@ from chat.models import (
 from chat.services import cloud_provider_save, upload_save
 from models_hub.permissions import MANAGE_MODELS
 from tests.files import image_bytes, uploaded
+from tests.second_factors import passkey_registration
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +63,7 @@ EXPECTED = {
     "/images/",
     "/admin/",
     "/admin/analytics/",
+    "/admin/operations/",
     "/admin/chat/conversation/",
     "/admin/chat/conversation/add/",
 }
@@ -181,6 +185,8 @@ def site(
     )  # fmt: skip
     Group.objects.create(name="Model keepers")
     api_key = api_key_create(user=person, name="editor").key
+    passkey = WebAuthn.add(person, "Phone", passkey_registration()).instance
+    RecoveryCodes.activate(person)
     instance_settings_get()
     plan_assign(user=person, plan=Plan.objects.get_or_create(slug="free", defaults={"name": "Free"})[0])
     Invoice.objects.create(
@@ -210,6 +216,8 @@ def site(
         },
         by_url_name={
             "account_reset_password_from_key": {"key": [default_token_generator.make_token(person)]},
+            "mfa_edit_webauthn": {"pk": [str(passkey.pk)]},
+            "mfa_remove_webauthn": {"pk": [str(passkey.pk)]},
         },
     )
 

@@ -7,7 +7,15 @@ import pytest
 import yaml
 from django.core.exceptions import ImproperlyConfigured
 
-from localai_site.core.env import env_bool, env_choice, env_int, env_networks, env_str, env_url
+from localai_site.core.env import (
+    env_bool,
+    env_choice,
+    env_int,
+    env_networks,
+    env_str,
+    env_url,
+    env_url_path,
+)
 
 
 def test_env_bool_reads_common_spellings(monkeypatch):
@@ -142,6 +150,22 @@ def test_env_url_wants_http_and_drops_the_trailing_slash(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "hf-mirror.example.org")
     with pytest.raises(ImproperlyConfigured, match="HF_ENDPOINT='hf-mirror.example.org' must be an http"):
         env_url("HF_ENDPOINT", "https://huggingface.co")
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [("/ai", "/ai"), ("/ai/", "/ai"), ("/team/chat-1/", "/team/chat-1"), ("/", ""), ("", "")],
+)
+def test_env_url_path_reads_a_prefix_without_its_trailing_slash(monkeypatch, written, read):
+    monkeypatch.setenv("LOCALAI_URL_PATH", written)
+    assert env_url_path("LOCALAI_URL_PATH") == read
+
+
+@pytest.mark.parametrize("written", ["ai", "https://example.org/ai", "/ai//x", "/a b", "/../x", "/ai?x=1"])
+def test_env_url_path_refuses_anything_but_a_path(monkeypatch, written):
+    monkeypatch.setenv("LOCALAI_URL_PATH", written)
+    with pytest.raises(ImproperlyConfigured, match="LOCALAI_URL_PATH=.* must be a path such as /ai"):
+        env_url_path("LOCALAI_URL_PATH")
 
 
 def test_every_number_has_a_range(monkeypatch, tmp_path):

@@ -11,13 +11,13 @@ from accounts.analytics import usage_record
 from accounts.models import UsageEventName
 from chat import live
 from chat.models import Message, MessageStatus
-from chat.providers import GenerationParams, provider_for
-from chat.streaming import ReplyHeartbeat, ReplyWriter
+from chat.providers import ChatProvider, GenerationParams, provider_for
+from chat.streaming import ReplyHeartbeat, ReplyWriter, reply_database
 from localai_site.core.realtime import publisher
 from localai_site.core.refusals import Refusal
 
 from .choice import model_choose
-from .prompt import prompt_build
+from .prompt import Prompt, prompt_build
 from .replies import message_publish
 from .uploads import uploads_delivered
 
@@ -54,31 +54,67 @@ def _params_for(reply: Message) -> GenerationParams:
     )
 
 
-def reply_generate(*, message_id: int) -> None:
-    """Write the reply ``message_id`` with its model, streaming it to every open socket."""
+def _reply_take(message_id: int) -> Message | None:
+    """The reply, now streaming, if it was still queued."""
     now = timezone.now()
     if not Message.objects.transition(
         message_id, to=MessageStatus.STREAMING, source=MessageStatus.QUEUED, started_at=now, heartbeat_at=now
     ):
-        return  # stopped before a worker got to it, or already taken
-    reply = Message.objects.select_related("conversation__persona", "conversation__owner").get(pk=message_id)
+        return None  # stopped before a worker got to it, or already taken
+    return Message.objects.select_related("conversation__persona", "conversation__owner").get(pk=message_id)
+
+
+def _reply_prepare(reply: Message) -> tuple[ChatProvider, GenerationParams, Prompt]:
+    choice = model_choose(user=reply.conversation.owner, model_id=reply.model)
+    provider = provider_for(choice)
+    params = _params_for(reply)
+    prompt = prompt_build(
+        reply=reply,
+        provider=provider,
+        context_length=choice.context_length,
+        max_tokens=params.max_tokens,
+    )
+    reply.omitted_turns = prompt.omitted
+    reply.pages_used = prompt.pages_used[:500]
+    uploads_delivered(upload_ids=prompt.upload_ids, model=reply.model, provider=reply.provider)
+    return provider, params, prompt
+
+
+def _reply_finish(reply: Message) -> bool:
+    """Write the reply's final state, only while it is still ours: a reply failed as stale,
+    or removed by a regenerate, while this worker was slow stays as it is now."""
+    written = Message.objects.transition(
+        reply.pk,
+        to=reply.status,
+        source=MessageStatus.STREAMING,
+        **{name: getattr(reply, name) for name in _FINAL_FIELDS},
+    )
+    if written and reply.status != MessageStatus.FAILED:
+        usage_record(
+            user=reply.conversation.owner,
+            name=UsageEventName.REPLY_FINISHED,
+            model=reply.model,
+            provider=reply.provider,
+            duration_ms=reply.duration_ms,
+        )
+    return written
+
+
+def reply_generate(*, message_id: int) -> None:
+    """Write the reply ``message_id`` with its model, streaming it to every open socket.
+
+    Its thread holds no database connection: the reads and writes before and after the
+    stream run on the reply database threads, the saves while it streams on the process's
+    reply keeper (``chat.streaming``), so a worker streams hundreds of replies at once."""
+    reply = reply_database(_reply_take, message_id)
+    if reply is None:
+        return
     message_publish(reply)
     writer = ReplyWriter(message=reply, group=reply.conversation.group_name)
     usage = None
     try:
-        with ReplyHeartbeat(message_id=reply.pk, cancel=writer.cancel):
-            choice = model_choose(user=reply.conversation.owner, model_id=reply.model)
-            provider = provider_for(choice)
-            params = _params_for(reply)
-            prompt = prompt_build(
-                reply=reply,
-                provider=provider,
-                context_length=choice.context_length,
-                max_tokens=params.max_tokens,
-            )
-            reply.omitted_turns = prompt.omitted
-            reply.pages_used = prompt.pages_used[:500]
-            uploads_delivered(upload_ids=prompt.upload_ids, model=reply.model, provider=reply.provider)
+        with ReplyHeartbeat(writer):
+            provider, params, prompt = reply_database(_reply_prepare, reply)
             for delta in provider.stream(prompt.turns, params, writer.cancel):
                 if delta.text:
                     writer.add(delta.text)
@@ -101,25 +137,10 @@ def reply_generate(*, message_id: int) -> None:
     if usage is not None:
         reply.prompt_tokens = usage.prompt_tokens
         reply.completion_tokens = usage.completion_tokens
-    # Only while it is still ours: a reply failed as stale, or removed by a regenerate,
-    # while this worker was slow stays as it is now.
-    written = Message.objects.transition(
-        reply.pk,
-        to=status,
-        source=MessageStatus.STREAMING,
-        **{name: getattr(reply, name) for name in _FINAL_FIELDS},
-    )
+    written = reply_database(_reply_finish, reply)
     live.live_state_clear(reply.pk)
     if not written:
         logger.info("Reply %s was failed or removed meanwhile; its late result is dropped", reply.pk)
         return
     message_publish(reply)
     publisher.flush()
-    if status != MessageStatus.FAILED:
-        usage_record(
-            user=reply.conversation.owner,
-            name=UsageEventName.REPLY_FINISHED,
-            model=reply.model,
-            provider=reply.provider,
-            duration_ms=reply.duration_ms,
-        )

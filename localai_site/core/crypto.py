@@ -4,13 +4,16 @@ access token).
 A model keeps a secret in an ``EncryptedTextField``: the column holds a Fernet token, never
 the secret, and the attribute holds the same token until ``secret_decrypt`` reads it where it
 is used. ``secrets_rotate`` finds every such field by scanning the models, so a new secret
-anywhere in the app is rotated by ``localai rotate_secrets`` without being listed.
+anywhere in the app is rotated by ``localai rotate_secrets`` without being listed. Secrets kept
+elsewhere (inside a JSON column of a library's model) are rotated by the steps their app
+registers (``register_secret_rotation``).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -51,10 +54,16 @@ def fernet_keys_check(keys: list[str]) -> None:
         ) from exc
 
 
+def fernet_keys_in_use(keys: list[str] | tuple[str, ...], secret_key: str) -> list[str]:
+    """The Fernet keys secrets are encrypted with, newest first: the configured ones, or the
+    one derived from ``secret_key``."""
+    derived = base64.urlsafe_b64encode(hashlib.sha256(f"localai-secrets:{secret_key}".encode()).digest())
+    return list(keys) or [derived.decode()]
+
+
 @lru_cache(maxsize=4)
 def _fernet_for(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
-    derived = base64.urlsafe_b64encode(hashlib.sha256(f"localai-secrets:{secret_key}".encode()).digest())
-    return MultiFernet([Fernet(key) for key in keys] or [Fernet(derived)])
+    return MultiFernet([Fernet(key) for key in fernet_keys_in_use(keys, secret_key)])
 
 
 def _fernet() -> MultiFernet:
@@ -78,18 +87,30 @@ def secret_hint(plain: str) -> str:
     return f"…{plain[-4:]}" if len(plain) >= 12 else "…"
 
 
+_rotations: list[Callable[[Callable[[str], str]], int]] = []
+
+
+def register_secret_rotation(step: Callable[[Callable[[str], str]], int]) -> None:
+    """For secrets that are not in an ``EncryptedTextField``: ``step`` gets the function that
+    re-encrypts one token with the newest key, rewrites its rows with it and answers how many."""
+    if step not in _rotations:
+        _rotations.append(step)
+
+
+def _token_rotate(token: str) -> str:
+    return _fernet().rotate(token.encode()).decode()
+
+
 @transaction.atomic
 def secrets_rotate() -> int:
     """Re-encrypt every stored secret with the newest key; returns how many."""
-    rotated = 0
+    rotated = sum(step(_token_rotate) for step in _rotations)
     for model in apps.get_models():
         for field in model._meta.concrete_fields:
             if not isinstance(field, EncryptedTextField):
                 continue
             rows = model._default_manager.exclude(**{field.name: ""}).values_list("pk", field.name)
             for pk, token in rows:
-                model._default_manager.filter(pk=pk).update(
-                    **{field.name: _fernet().rotate(token.encode()).decode()}
-                )
+                model._default_manager.filter(pk=pk).update(**{field.name: _token_rotate(token)})
                 rotated += 1
     return rotated

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -117,3 +118,20 @@ def env_url(name: str, default: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ImproperlyConfigured(f"{name}={value!r} must be an http:// or https:// URL.")
     return value
+
+
+_URL_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def env_url_path(name: str) -> str:
+    """A path the app is served under, such as ``/ai``: no trailing slash, ``""`` at the root."""
+    raw = env_str(name).strip()
+    segments = raw.strip("/").split("/") if raw.strip("/") else []
+    if raw and (
+        not raw.startswith("/")
+        or any(not _URL_PATH_SEGMENT.fullmatch(part) or part in (".", "..") for part in segments)
+    ):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} must be a path such as /ai (letters, digits and . _ ~ - between slashes)."
+        )
+    return "".join(f"/{part}" for part in segments)

@@ -101,6 +101,7 @@ _sections: dict[str, Callable[[Any], object]] = {}
 _panels: list[PrivacyPanel] = []
 _pages: dict[str, Callable[[Any], Iterator[ExportPage]]] = {}
 _before_erase: list[Callable[[Any], None]] = []
+_on_erase: list[Callable[[Any], None]] = []
 
 
 def register(*entries: PersonalData) -> None:
@@ -128,6 +129,12 @@ def register_before_erase(step: Callable[[Any], None]) -> None:
     customer deleted): ``step`` gets the person, before the write transaction, since it waits
     on the network; a ``Refusal`` from it stops the erasure with nothing erased."""
     _before_erase.append(step)
+
+
+def register_on_erase(step: Callable[[Any], None]) -> None:
+    """What must happen in the erasure's own transaction (recording that it happened):
+    ``step`` gets the person while their row still exists."""
+    _on_erase.append(step)
 
 
 @cache
@@ -278,5 +285,7 @@ def _user_erase(*, user, session_keys: list[str]) -> dict[str, int]:
         else:
             counts[f"{entry.label} (pseudonymised)"] += rows.update(**entry.pseudonyms_for(user))
     counts["sessions"] = Session.objects.filter(pk__in=session_keys).delete()[0]
+    for step in _on_erase:
+        step(user)
     counts.update(user.delete()[1])
     return {label: count for label, count in counts.items() if count}

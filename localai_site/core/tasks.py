@@ -2,7 +2,8 @@
 
 Scaled mode hands the task to Celery (Redis broker, separate worker processes).
 Embedded mode runs it on a pool inside this process: local generation on a single
-thread (one llama.cpp model at a time), everything else on a small pool.
+thread (one llama.cpp model at a time), cloud tasks on hundreds of threads (each waits on
+the network, as in a cloud worker), everything else on a small pool.
 
 Tasks are named, not imported: an app's ``tasks.py`` calls its services, so its services
 start tasks by the name the task was registered with (``chat.generate_reply``).
@@ -13,28 +14,32 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from celery import Task, current_app
 from django.conf import settings
 from django.db import close_old_connections, connections
+from django.urls import set_script_prefix
 from kombu.exceptions import OperationalError
 
 from .queues import Queue
+from .redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 
 
 # Exports have a pool of their own: many people asking at once must not delay housekeeping.
+# Cloud tasks get CLOUD_CONCURRENCY threads, as a cloud worker does (see _pool_size).
 _POOL_SIZES: dict[str, int] = {
     Queue.LOCAL: 1,
-    Queue.CLOUD: 8,
     Queue.DOWNLOADS: 2,
     Queue.EXPORTS: 1,
     Queue.DEFAULT: 2,
 }
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
+_waiting: Counter[str] = Counter()  # embedded mode: tasks started on each queue, not yet running
 _discovery_lock = threading.Lock()  # see _task_named
 
 
@@ -45,16 +50,21 @@ def _forget_pools_after_fork() -> None:
     _pools_lock = threading.Lock()
     _discovery_lock = threading.Lock()
     _pools.clear()
+    _waiting.clear()
 
 
 os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+def _pool_size(queue: str) -> int:
+    return settings.CLOUD_CONCURRENCY if queue == Queue.CLOUD else _POOL_SIZES.get(queue, 2)
 
 
 def _pool(queue: str) -> ThreadPoolExecutor:
     with _pools_lock:
         if queue not in _pools:
             _pools[queue] = ThreadPoolExecutor(
-                max_workers=_POOL_SIZES.get(queue, 2), thread_name_prefix=f"localai-{queue}"
+                max_workers=_pool_size(queue), thread_name_prefix=f"localai-{queue}"
             )
         return _pools[queue]
 
@@ -69,8 +79,17 @@ def _task_named(name: str) -> Task:
     return tasks[name]
 
 
-def _run_in_process(name: str, args: tuple) -> None:
+def task_thread_prepare() -> None:
+    """A task renders links (a message's attachments) outside any request: the sub-path the
+    app is served under goes in front of them, as Django puts it per request."""
+    set_script_prefix(settings.FORCE_SCRIPT_NAME or "/")
+
+
+def _run_in_process(queue: str, name: str, args: tuple) -> None:
+    with _pools_lock:
+        _waiting[queue] -= 1
     close_old_connections()
+    task_thread_prepare()
     try:
         _task_named(name).run(*args)
     except Exception:
@@ -89,7 +108,10 @@ def task_enqueue(name: str, *args: object, queue: str) -> Future | None:
 
     Raises ``TaskQueueUnavailable`` when the broker cannot be reached."""
     if settings.TASKS_IN_PROCESS:
-        return _pool(queue).submit(_run_in_process, name, args)
+        pool = _pool(queue)
+        with _pools_lock:
+            _waiting[queue] += 1
+        return pool.submit(_run_in_process, queue, name, args)
     try:
         current_app.send_task(name, args=args, queue=queue)
     except OperationalError as exc:  # kombu's word for a broker it cannot reach
@@ -102,5 +124,24 @@ def tasks_wait_idle(queue: str, *, timeout: float) -> None:
     wait for in scaled mode, or when nothing was started)."""
     with _pools_lock:
         pool = _pools.get(queue)
-    if pool is not None and _POOL_SIZES.get(queue) == 1:
+    if pool is not None and _pool_size(queue) == 1:
         pool.submit(lambda: None).result(timeout=timeout)  # one thread, first in first out
+
+
+# Kombu's Redis transport keeps a queue as a list under its name, and messages sent with a
+# priority in lists of their own beside it (its default ``sep`` and ``priority_steps``).
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+def tasks_waiting() -> dict[str, int]:
+    """Tasks started on each queue that no worker has taken yet: the broker's lists in scaled
+    mode (raises ``redis.RedisError`` while Redis is down), this process's pools in embedded."""
+    if settings.TASKS_IN_PROCESS:
+        with _pools_lock:
+            return {str(queue): max(_waiting[queue], 0) for queue in Queue}
+    pipeline = redis_client().pipeline(transaction=False)
+    for queue in Queue:
+        for suffix in _PRIORITY_SUFFIXES:
+            pipeline.llen(f"{queue}{suffix}")
+    lengths = iter(pipeline.execute())
+    return {str(queue): sum(next(lengths) for _ in _PRIORITY_SUFFIXES) for queue in Queue}

@@ -15,7 +15,13 @@ from .downloads import (
 )
 from .managing import model_delete, model_make_default, model_settings_update
 from .model_file import model_folder
-from .registering import bundled_model_register, model_add_from_hub, model_add_from_path, model_install
+from .registering import (
+    bundled_model_register,
+    model_add_from_hub,
+    model_add_from_path,
+    model_install,
+    models_missing_mark,
+)
 from .speech import speech_model_delete, speech_model_download, speech_model_install, speech_model_use
 from .token import hub_token_get, hub_token_set
 
@@ -33,6 +39,7 @@ __all__ = [
     "model_download_start",
     "model_folder",
     "model_install",
+    "models_missing_mark",
     "model_make_default",
     "model_settings_update",
     "speech_model_delete",

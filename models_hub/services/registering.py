@@ -67,6 +67,21 @@ def bundled_model_register() -> LocalModel:
     return model
 
 
+def models_missing_mark() -> int:
+    """Marks ready models whose file (or projector) is gone as missing, so the hub offers to
+    download them again instead of the next reply failing to load them: after a restore from a
+    backup without model files, or a disk cleaned by hand. Answers how many."""
+    gone = [
+        model.pk
+        for model in LocalModel.objects.filter(status=LocalModelStatus.READY)
+        if not Path(model.file_path).is_file()
+        or (model.projector_path and not Path(model.projector_path).is_file())
+    ]
+    return LocalModel.objects.filter(pk__in=gone, status=LocalModelStatus.READY).update(
+        status=LocalModelStatus.MISSING
+    )
+
+
 def model_install(*, slug: str, requested_by: User | None) -> LocalModel:
     """Start downloading the catalog model ``slug``."""
     entry = catalog_entry(slug)

@@ -141,6 +141,7 @@ class NoSidewaysScrollingTests(BrowserTestCase):
             "persona-edit": f"/personas/{persona.pk}/edit/",
             "admin": "/admin/",
             "admin-analytics": "/admin/analytics/",
+            "admin-operations": "/admin/operations/",
         }
         overflowing = self._sweep(pages)
         assert not overflowing, "pages that scroll sideways:\n" + "\n".join(overflowing)
@@ -293,6 +294,30 @@ class PhoneChatTests(BrowserTestCase):
         expect(page.locator("#title-input")).to_have_value("Dinner ideas")
         expect(drawer).to_be_hidden()
         expect(page.locator(".drawer-toggle")).to_have_attribute("aria-expanded", "false")
+
+    def test_the_top_bar_folds_its_links_behind_menu_and_the_menu_takes_you_there(self):
+        page = self.page
+        sign_up(page, self.live_server_url, "menu@example.com")
+        menu = page.get_by_role("button", name="Menu")
+        images = page.locator(".topnav").get_by_role("link", name="Images")
+        expect(images).to_be_hidden()
+        bar = page.locator(".topbar").bounding_box()
+        assert bar is not None and bar["height"] < 64, f"the bar takes {bar} on a phone"
+        menu.tap()
+        expect(menu).to_have_attribute("aria-expanded", "true")
+        expect(images).to_be_in_viewport(ratio=1)
+        assert sideways_overflow(page) is None
+        screenshot(page, "phone-menu-open")
+        page.keyboard.press("Escape")
+        expect(images).to_be_hidden()
+        expect(menu).to_be_focused()
+        menu.tap()
+        page.touchscreen.tap(100, 500)  # anywhere else closes it
+        expect(images).to_be_hidden()
+        menu.tap()
+        images.tap()
+        page.wait_for_url(f"{self.live_server_url}/images/")
+        expect(page.get_by_role("button", name="Menu")).to_have_attribute("aria-expanded", "false")
 
     def test_send_and_stop_stay_on_screen_and_work_while_a_reply_streams(self):
         page = self.page

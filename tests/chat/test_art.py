@@ -381,9 +381,7 @@ def test_slash_image_fails_the_reply_with_the_providers_reason(user, image_provi
     assert reply.status == "failed" and "content policy" in reply.error
 
 
-def test_regenerating_an_image_reply_makes_a_new_image_and_an_edit_to_image_makes_one(
-    user, image_providers
-):
+def test_regenerating_an_image_reply_makes_a_new_image_and_an_edit_to_image_makes_one(user, image_providers):
     chat_model = CloudModel.objects.create(
         provider=CloudProvider.objects.get(slug="oai"), name="gpt-4o-mini", enabled=True
     )

@@ -168,3 +168,20 @@ def test_deleting_in_the_admin_follows_the_hubs_rules(admin_client, local_model,
         "Other was deleted.",
     ]
     assert list(LocalModel.objects.values_list("pk", flat=True)) == [local_model.pk]
+
+
+@pytest.mark.django_db
+def test_ready_models_whose_files_are_gone_are_marked_missing_and_may_be_downloaded_again(
+    local_model, tmp_path
+):
+    present = path_model(tmp_path, "Present")
+    restored = hub_model("restored", LocalModelStatus.READY, file_path=str(tmp_path / "gone.gguf"))
+    blind = hub_model(
+        "blind", LocalModelStatus.READY, file_path=present.file_path, projector_path=str(tmp_path / "no.gguf")
+    )
+    assert services.models_missing_mark() == 2
+    statuses = dict(LocalModel.objects.values_list("slug", "status"))
+    assert statuses[restored.slug] == statuses[blind.slug] == LocalModelStatus.MISSING
+    assert statuses[present.slug] == statuses[local_model.slug] == LocalModelStatus.READY
+    assert "resume" in fresh(restored).actions
+    assert services.models_missing_mark() == 0

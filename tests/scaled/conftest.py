@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
@@ -11,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.servers import free_port
 from tests.waiting import wait_until_started
 
 
@@ -67,6 +69,44 @@ class WorkerProcess(LoggedProcess):
             lambda: b" ready." in log_path.read_bytes(),
             what="the worker to be ready",
             log=log_path,
+        )
+
+
+def _answers_ok(url: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=5) as response:
+        return response.status == 200
+
+
+class WebProcess(LoggedProcess):
+    """A real `localai serve` (daphne: pages and sockets) on a port of its own, as docker-compose
+    runs it."""
+
+    def __init__(self, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "localai"),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-migrate",
+            ],
+            env={**os.environ, "DATABASE_URL": child_database_url(), **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until_started(
+            self.proc,
+            lambda: _answers_ok(f"{self.url}/healthz"),
+            what="the web process to answer /healthz",
+            log=log_path,
+            ignoring=(OSError,),
         )
 
 

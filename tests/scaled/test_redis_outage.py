@@ -9,11 +9,9 @@ HTTP with cookies and CSRF tokens, and the chat socket.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -30,13 +28,12 @@ from accounts.models import User
 from chat.models import ACTIVE_STATUSES, Message, MessageStatus, Role
 from chat.services.replies import QUEUE_UNREACHABLE
 from tests.conftest import PASSWORD
-from tests.scaled.conftest import LoggedProcess, WorkerProcess, child_database_url
+from tests.scaled.conftest import WebProcess, WorkerProcess
 from tests.servers import free_port
 from tests.waiting import wait_until, wait_until_started
 
 pytestmark = [pytest.mark.scaled, pytest.mark.django_db(transaction=True)]
 
-LOCALAI = str(Path(sys.executable).parent / "localai")
 FINAL = {"done", "stopped", "failed"}
 
 
@@ -77,28 +74,6 @@ class RedisServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
-
-
-class WebProcess(LoggedProcess):
-    """A real `localai serve` (daphne: pages and the chat socket)."""
-
-    def __init__(self, log_path: Path, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [LOCALAI, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-migrate"],
-            env={**os.environ, "DATABASE_URL": child_database_url(), **env},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until_started(
-            self.proc,
-            lambda: Browser(self.url).get("/healthz")[0] == 200,
-            what="the web process to answer /healthz",
-            log=log_path,
-        )
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

@@ -5,7 +5,8 @@ from localai_site.core.crypto import secrets_rotate
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every stored secret (provider API keys, the model hub's access token) "
+        "Re-encrypt every stored secret (provider API keys, the model hub's access token, "
+        "authenticator app keys and recovery-code seeds) "
         "with the first of LOCALAI_ENCRYPTION_KEYS."
     )
 
