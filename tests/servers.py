@@ -28,8 +28,17 @@ LLAMA_ALIAS = "smollm2-loopback"
 
 
 def loopback_tls(folder: Path) -> tuple[ssl.SSLContext, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost: a server's TLS context, and the
-    certificate file a client trusts through ``SSL_CERT_FILE``."""
+    """A server's TLS context with ``loopback_certificate``, and the certificate file a client
+    trusts through ``SSL_CERT_FILE``."""
+    cert_path, key_path = loopback_certificate(folder)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context, cert_path
+
+
+def loopback_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, written to ``folder``: the
+    certificate's path and its key's."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -58,9 +67,7 @@ def loopback_tls(folder: Path) -> tuple[ssl.SSLContext, Path]:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
-    return context, cert_path
+    return cert_path, key_path
 
 
 def free_port() -> int:

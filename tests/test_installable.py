@@ -11,13 +11,12 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from asgiref.sync import async_to_sync
-from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.test import Client
 from PIL import Image
 
+from tests.asgi_client import asgi_get
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -38,34 +37,11 @@ def _cache_name(worker: str) -> str:
     return re.search(r'const CACHE_NAME = "([^"]+)";', worker).group(1)
 
 
-@async_to_sync
-async def _get_through_asgi(path: str, *, root_path: str = "") -> tuple[dict[str, str], str]:
+def _get_through_asgi(path: str, *, root_path: str = "") -> tuple[dict[str, str], str]:
     """A GET as daphne hands it to Django: the proxy's prefix in ``root_path`` and the path."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": root_path + path,
-        "root_path": root_path,
-        "query_string": b"",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 50123),
-        "server": ("testserver", 80),
-    }
-    app = ApplicationCommunicator(get_asgi_application(), scope)
-    await app.send_input({"type": "http.request", "body": b""})
-    start = await app.receive_output(timeout=10)
-    assert start["status"] == 200, (path, start["status"])
-    body = BytesIO()
-    while True:
-        message = await app.receive_output(timeout=10)
-        body.write(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    headers = {name.decode().lower(): value.decode() for name, value in start["headers"]}
-    return headers, body.getvalue().decode()
+    answer = asgi_get(get_asgi_application(), root_path + path, root_path=root_path)
+    assert answer.status == 200, (path, answer.status)
+    return {name: answer.header(name) for name in answer.headers}, answer.body
 
 
 def test_the_manifest_makes_the_app_installable_with_its_icons():

@@ -9,16 +9,15 @@ import json
 import subprocess
 import sys
 from html.parser import HTMLParser
-from io import BytesIO
 
 import pytest
 from asgiref.sync import async_to_sync
-from asgiref.testing import ApplicationCommunicator
 from channels.testing import WebsocketCommunicator
 
 from chat.models import Message, Role
 from chat.services import upload_save
 from localai_site.asgi import application
+from tests.asgi_client import asgi_get
 from tests.chat.socket_client import session_cookie_for
 from tests.files import uploaded
 
@@ -77,40 +76,12 @@ def test_the_setting_puts_the_prefix_in_front_of_urls_and_cookies(sub_path_setti
     }
 
 
-@async_to_sync
-async def _get(path: str, cookie: bytes = b"") -> tuple[int, dict[str, list[str]], str]:
-    """A GET as the proxy passes it on (the prefix in the path) to the whole application."""
-    headers = [
-        (b"host", b"testserver"),
-        (b"accept", b"text/html"),
-        *([(b"cookie", cookie)] if cookie else []),
-    ]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "root_path": "",  # daphne's own, without --root-path: the app knows its prefix itself
-        "query_string": b"",
-        "headers": headers,
-        "client": ("127.0.0.1", 50123),
-        "server": ("testserver", 80),
-    }
-    app = ApplicationCommunicator(application, scope)
-    await app.send_input({"type": "http.request", "body": b""})
-    start = await app.receive_output(timeout=20)
-    body = BytesIO()
-    while True:
-        message = await app.receive_output(timeout=20)
-        body.write(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    answer_headers: dict[str, list[str]] = {}
-    for name, value in start["headers"]:
-        answer_headers.setdefault(name.decode().lower(), []).append(value.decode())
-    return start["status"], answer_headers, body.getvalue().decode(errors="replace")
+def _get(path: str, cookie: bytes = b"") -> tuple[int, dict[str, list[str]], str]:
+    """A GET as the proxy passes it on (the prefix in the path) to the whole application;
+    daphne's own ``root_path`` stays empty (no --root-path): the app knows its prefix itself."""
+    headers = ((b"accept", b"text/html"), *(((b"cookie", cookie),) if cookie else ()))
+    answer = asgi_get(application, path, headers=headers)
+    return answer.status, answer.headers, answer.body
 
 
 class _Paths(HTMLParser):

@@ -31,6 +31,17 @@ class LoggedProcess:
     proc: subprocess.Popen
     log: BinaryIO
 
+    def localai_start(self, log_path: Path, command: list[str], env: dict[str, str]) -> None:
+        """Runs ``localai <command>`` on the test database, its output in ``log_path``."""
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "localai"), *command],
+            env={**os.environ, "DATABASE_URL": child_database_url(), **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
@@ -49,21 +60,7 @@ class WorkerProcess(LoggedProcess):
     """A real `localai worker` process, as docker-compose runs it."""
 
     def __init__(self, log_path: Path, queues: str = "local", **env: str) -> None:
-        self.log_path = log_path
-        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "localai"),
-                "worker",
-                "--queues",
-                queues,
-                "--loglevel",
-                "info",
-            ],
-            env={**os.environ, "DATABASE_URL": child_database_url(), **env},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        self.localai_start(log_path, ["worker", "--queues", queues, "--loglevel", "info"], env)
         wait_until_started(
             self.proc,
             lambda: b" ready." in log_path.read_bytes(),
@@ -85,22 +82,8 @@ class WebProcess(LoggedProcess):
     def __init__(self, log_path: Path, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "localai"),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--no-migrate",
-            ],
-            env={**os.environ, "DATABASE_URL": child_database_url(), **env},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        command = ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-migrate"]
+        self.localai_start(log_path, command, env)
         wait_until_started(
             self.proc,
             lambda: _answers_ok(f"{self.url}/healthz"),

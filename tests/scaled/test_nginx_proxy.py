@@ -11,8 +11,6 @@ fails when the files drift from what it runs.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import pwd
@@ -28,10 +26,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from django.conf import settings
 from playwright.sync_api import BrowserContext, Page, Request, expect, sync_playwright
 
@@ -41,7 +35,7 @@ from localai_site.core.realtime import redis_pubsub_message
 from tests.browser.base import CHROMIUM, CHROMIUM_ARGS, REPLY_TIMEOUT_MS, REPORT_CSP_VIOLATIONS_JS, last_reply
 from tests.conftest import PASSWORD
 from tests.scaled.conftest import LoggedProcess, WebProcess, WorkerProcess
-from tests.servers import free_port
+from tests.servers import free_port, loopback_certificate
 from tests.waiting import wait_until, wait_until_started
 
 pytestmark = [
@@ -59,33 +53,6 @@ LONG_PROMPT = "Write a very long story about a dragon."
 UPLOAD_BYTES = 3 * 1024 * 1024  # over nginx's default body limit of 1 MB
 
 
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 def _replaced(text: str, replacements: dict[str, str]) -> str:
     for old, new in replacements.items():
         assert old in text, f"deploy/nginx/conf.d/localai.conf no longer has {old!r}: update this test"
@@ -99,7 +66,7 @@ class Nginx(LoggedProcess):
 
     def __init__(self, directory: Path, *, web_ports: list[int], prefix: str) -> None:
         directory.mkdir()
-        cert, key = self_signed_certificate(directory)
+        cert, key = loopback_certificate(directory)
         self.port = free_port()
         # Relative includes (snippets/…) are read from the main configuration's folder.
         shutil.copytree(DEPLOY / "snippets", directory / "snippets")
