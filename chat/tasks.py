@@ -5,7 +5,8 @@ from celery import shared_task
 from . import services
 
 
-@shared_task(name="chat.generate_reply", ignore_result=True)
+# Holds no database connection while it streams: hundreds run at once (localai_site/core/tasks.py).
+@shared_task(name="chat.generate_reply", ignore_result=True, streams_without_connection=True)
 def generate_reply(message_id: int) -> None:
     services.reply_generate(message_id=message_id)
 

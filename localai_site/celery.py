@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import setup_logging, task_prerun, worker_ready
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "localai_site.settings")
 
@@ -18,10 +18,19 @@ def _announce_worker(sender, **kwargs) -> None:
 
 
 @task_prerun.connect
-def _prepare_task_thread(**kwargs) -> None:
-    from localai_site.core.tasks import task_thread_prepare  # Django is set up by now
+def _prepare_task_thread(task, **kwargs) -> None:
+    from localai_site.core.tasks import task_slot_take, task_thread_prepare  # Django is set up by now
 
     task_thread_prepare()  # a pool's threads start without the request's script prefix
+    task.request.took_slot = task_slot_take(task)
+
+
+@task_postrun.connect
+def _end_task_thread(task, **kwargs) -> None:
+    from localai_site.core.tasks import task_slot_give_back
+
+    if getattr(task.request, "took_slot", False):
+        task_slot_give_back()
 
 
 @setup_logging.connect

@@ -42,13 +42,22 @@ _pools_lock = threading.Lock()
 _waiting: Counter[str] = Counter()  # embedded mode: tasks started on each queue, not yet running
 _discovery_lock = threading.Lock()  # see _task_named
 
+# Most tasks keep their thread's database connection for their whole run (an export, a
+# download, an image the provider takes a minute to make); only a reply lets go of its
+# connection while it streams (chat/streaming.py), so it alone may run by the hundred on a
+# cloud worker's threads. The others run this many at once per process, as many as a worker
+# ran of everything before: the process's connections to PostgreSQL stay bounded.
+CONNECTION_HOLDERS_AT_ONCE = 8
+_connection_holders = threading.BoundedSemaphore(CONNECTION_HOLDERS_AT_ONCE)
+
 
 def _forget_pools_after_fork() -> None:
     # A forked child (a test server, a pre-forking web server) has none of the parent's
     # pool threads: it must start its own pools, not queue work nobody will run.
-    global _pools_lock, _discovery_lock
+    global _pools_lock, _discovery_lock, _connection_holders
     _pools_lock = threading.Lock()
     _discovery_lock = threading.Lock()
+    _connection_holders = threading.BoundedSemaphore(CONNECTION_HOLDERS_AT_ONCE)
     _pools.clear()
     _waiting.clear()
 
@@ -85,17 +94,35 @@ def task_thread_prepare() -> None:
     set_script_prefix(settings.FORCE_SCRIPT_NAME or "/")
 
 
+def task_slot_take(task: Task) -> bool:
+    """Before ``task`` runs on this thread: wait for a place among the tasks that hold a
+    database connection, unless it is one that lets go of its own (``streams_without_connection``
+    on its decorator). Answers whether it took one, to give back with ``task_slot_give_back``."""
+    if getattr(task, "streams_without_connection", False):
+        return False
+    _connection_holders.acquire()
+    return True
+
+
+def task_slot_give_back() -> None:
+    _connection_holders.release()
+
+
 def _run_in_process(queue: str, name: str, args: tuple) -> None:
     with _pools_lock:
         _waiting[queue] -= 1
     close_old_connections()
     task_thread_prepare()
+    task = _task_named(name)
+    took_slot = task_slot_take(task)
     try:
-        _task_named(name).run(*args)
+        task.run(*args)
     except Exception:
         logger.exception("Task %s%r failed", name, args)
     finally:
         connections.close_all()
+        if took_slot:
+            task_slot_give_back()
 
 
 class TaskQueueUnavailable(Exception):
