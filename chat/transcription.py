@@ -71,7 +71,9 @@ def _child_start(model_dir: str, language: str | None) -> None:
     _model, _language = whisper_model_load(Path(model_dir)), language
 
 
-def _child_transcribe(path: str, max_seconds: float) -> Heard:
+def _audio_heard(path: str, max_seconds: float) -> tuple[Any, Heard]:
+    """In a child: the recording's samples, with ``Heard.problem`` set when it is unreadable,
+    empty, too long or silent (Whisper would make words up from the hiss)."""
     import numpy as np
     from faster_whisper.audio import decode_audio
 
@@ -80,16 +82,27 @@ def _child_transcribe(path: str, max_seconds: float) -> Heard:
     try:
         audio = decode_audio(path, sampling_rate=SAMPLE_RATE)
     except Exception:  # PyAV's many errors for bytes that are not a whole recording
-        return Heard(problem="unreadable")
+        return None, Heard(problem="unreadable")
     seconds = len(audio) / SAMPLE_RATE
     if not len(audio):
-        return Heard(problem="empty")
+        return None, Heard(problem="empty")
     if seconds > max_seconds:
-        return Heard(problem="too_long", seconds=seconds)
+        return None, Heard(problem="too_long", seconds=seconds)
     if float(np.sqrt(np.mean(np.square(audio)))) < SILENCE_RMS:
-        return Heard(problem="silent", seconds=seconds)
+        return None, Heard(problem="silent", seconds=seconds)
+    return audio, Heard(seconds=seconds)
+
+
+def _child_check(path: str, max_seconds: float) -> Heard:
+    return _audio_heard(path, max_seconds)[1]
+
+
+def _child_transcribe(path: str, max_seconds: float) -> Heard:
+    audio, heard = _audio_heard(path, max_seconds)
+    if heard.problem:
+        return heard
     text = whisper_text(_model, audio, language=_language)
-    return Heard(text=text, problem="" if text else "silent", seconds=seconds)
+    return Heard(text=text, problem="" if text else "silent", seconds=heard.seconds)
 
 
 class TranscriberCrashed(Exception):
@@ -118,6 +131,21 @@ class Transcriber:
             raise TranscriberTimedOut(str(exc)) from exc
         except ChildCrashed as exc:
             raise TranscriberCrashed(str(exc)) from exc
+
+
+# Decoding only, no model: a recording going to a cloud provider is checked here first.
+_checkers = ChildPool(size=1)
+
+
+def recording_check(path: Path, *, max_seconds: float, timeout: float) -> Heard:
+    """What ``Transcriber.transcribe`` would find wrong with the recording (``Heard.problem``),
+    without its words: for a recording another service transcribes."""
+    try:
+        return _checkers.run(_child_check, str(path), max_seconds, timeout=timeout)
+    except ChildTimedOut as exc:
+        raise TranscriberTimedOut(str(exc)) from exc
+    except ChildCrashed as exc:
+        raise TranscriberCrashed(str(exc)) from exc
 
 
 _transcriber: Transcriber | None = None

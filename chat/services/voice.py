@@ -13,6 +13,7 @@ after ``RESULT_KEPT_S``.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +29,7 @@ from accounts.models import User
 from chat.models import CloudProvider, CloudTranscription, Conversation
 from chat.providers import ProviderError
 from chat.providers.cloud import provider_transcribe
-from chat.transcription import Heard, TranscriberCrashed, TranscriberTimedOut, transcriber
+from chat.transcription import Heard, TranscriberCrashed, TranscriberTimedOut, recording_check, transcriber
 from localai_site.core.queues import Queue
 from localai_site.core.refusals import Refusal
 from localai_site.core.tasks import TaskQueueUnavailable, task_enqueue
@@ -179,6 +180,14 @@ def _heard_in_the_cloud(entry: dict, path: Path) -> dict:
     if provider is None or not cloud_allowed(user=owner) or owner.processing_restricted:
         # Changed since it was recorded: it goes nowhere, and nothing is guessed for the person.
         return {"state": REFUSED, "message": "Cloud transcription is no longer available: record again."}
+    # What cannot be transcribed is said here, as on the instance, and sent nowhere.
+    checked = _outcome(
+        lambda: recording_check(
+            path, max_seconds=settings.VOICE_MAX_SECONDS, timeout=settings.VOICE_TRANSCRIBE_TIMEOUT_SECONDS
+        )
+    )
+    if checked["state"] == REFUSED:
+        return checked
     audio = path.read_bytes()
     chat = entry["conversation"]  # "" for a chat not started yet, or deleted meanwhile
     CloudTranscription.objects.create(
@@ -202,12 +211,18 @@ def _heard_here(path: Path) -> dict:
     admin put in use (else the bundled tiny.en)."""
     chosen = speech_model_in_use()
     engine = transcriber(Path(chosen.folder), multilingual=chosen.multilingual) if chosen else transcriber()
-    try:
-        heard = engine.transcribe(
-            path,
-            max_seconds=settings.VOICE_MAX_SECONDS,
-            timeout=settings.VOICE_TRANSCRIBE_TIMEOUT_SECONDS,
+    return _outcome(
+        lambda: engine.transcribe(
+            path, max_seconds=settings.VOICE_MAX_SECONDS, timeout=settings.VOICE_TRANSCRIBE_TIMEOUT_SECONDS
         )
+    )
+
+
+def _outcome(listen: Callable[[], Heard]) -> dict:
+    """What the page hears from ``listen`` (the transcriber, or the check before a provider):
+    refused when it crashed, ran out of time or found the recording unusable."""
+    try:
+        heard = listen()
     except TranscriberCrashed:
         return {"state": REFUSED, "message": FAILED}
     except TranscriberTimedOut:

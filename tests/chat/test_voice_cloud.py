@@ -17,7 +17,7 @@ from chat.models import CloudTranscription, Message
 from localai_site.core.queues import Queue
 from localai_site.core.tasks import tasks_wait_idle
 from tests.chat.conftest import make_cloud_provider
-from tests.chat.test_voice import SPOKEN, TRANSCRIBED_S, espeak
+from tests.chat.test_voice import SPOKEN, TRANSCRIBED_S, espeak, silence_wav
 from tests.servers import API_KEY, FakeTranscriber
 from tests.waiting import wait_until
 
@@ -173,3 +173,27 @@ def test_a_provider_error_is_said_plainly_and_the_recording_is_gone(
     # The next recording goes again: nothing is stuck busy.
     cloud.status = 200
     assert _outcome(client, _record(client, speech, cloud_model=CLOUD_MODEL), Queue.CLOUD)["state"] == "done"
+
+
+@pytest.mark.parametrize(
+    ("problem", "error"),
+    [
+        ("too_long", "recordings up to 1 seconds can be transcribed"),
+        ("silent", "No speech was heard in the recording"),
+        ("broken", "could not be read: it is damaged or incomplete"),
+    ],
+)
+def test_a_recording_the_instance_would_refuse_is_refused_before_the_provider_gets_it(
+    client, user, media, speech, cloud, provider, settings, problem, error
+):
+    settings.VOICE_MAX_SECONDS = 1 if problem == "too_long" else 120
+    audio = {
+        "too_long": speech,
+        "silent": silence_wav(3),
+        "broken": b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(100),
+    }
+    client.force_login(user)
+    result = _outcome(client, _record(client, audio[problem], cloud_model=CLOUD_MODEL), Queue.CLOUD)
+    assert result["state"] == "refused" and error in result["error"], result
+    assert cloud.requests == [] and not CloudTranscription.objects.exists(), "nothing was sent"
+    assert _stored(media) == []
