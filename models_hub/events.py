@@ -6,7 +6,7 @@ from typing import Any
 
 from localai_site.core.realtime import publisher
 
-from .models import LocalModel
+from .models import LocalModel, SpeechModel
 
 HUB_GROUP = "hub"
 
@@ -42,3 +42,19 @@ def model_event_publish(
 
 def removed_event_publish(slug: str) -> None:
     publisher.publish(HUB_GROUP, removed_event(slug))
+
+
+def speech_event(model: SpeechModel) -> dict[str, Any]:
+    """A speech model's download: the page follows its bytes, and reloads when its state (and
+    so its buttons) changes."""
+    return {
+        "type": "speech",
+        "slug": model.slug,
+        "status": model.status,
+        "downloaded_bytes": model.downloaded_bytes,
+        "size_bytes": model.size_bytes,
+    }
+
+
+def speech_event_publish(model: SpeechModel) -> None:
+    publisher.publish(HUB_GROUP, speech_event(model))

@@ -16,6 +16,7 @@ urlpatterns = [
     path("models/<slug:slug>/default/", views.make_default, name="default"),
     path("models/<slug:slug>/health/", views.health_reset, name="health_reset"),
     path("speech/<slug:slug>/install/", views.speech_install, name="speech_install"),
+    path("speech/<slug:slug>/cancel/", views.speech_cancel, name="speech_cancel"),
     path("speech/<slug:slug>/use/", views.speech_use, name="speech_use"),
     path("speech/<slug:slug>/delete/", views.speech_delete, name="speech_delete"),
 ]

@@ -187,7 +187,18 @@ def speech_install(request, slug):
     return _done(
         request,
         lambda: services.speech_model_install(slug=slug, requested_by=request.user),
-        "{model} is being downloaded; reload the page to follow it.",
+        "{model} is being downloaded.",
+    )
+
+
+@require_POST
+@admin_only
+def speech_cancel(request, slug):
+    model = _speech_model(slug)
+    return _done(
+        request,
+        lambda: services.speech_model_cancel(model=model),
+        "{model} stopped downloading; installing it again resumes it.",
     )
 
 

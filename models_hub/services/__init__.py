@@ -22,7 +22,13 @@ from .registering import (
     model_install,
     models_missing_mark,
 )
-from .speech import speech_model_delete, speech_model_download, speech_model_install, speech_model_use
+from .speech import (
+    speech_model_cancel,
+    speech_model_delete,
+    speech_model_download,
+    speech_model_install,
+    speech_model_use,
+)
 from .token import hub_token_get, hub_token_set
 
 __all__ = [
@@ -42,6 +48,7 @@ __all__ = [
     "models_missing_mark",
     "model_make_default",
     "model_settings_update",
+    "speech_model_cancel",
     "speech_model_delete",
     "speech_model_download",
     "speech_model_install",

@@ -20,6 +20,7 @@ from localai_site.core.queues import Queue
 from localai_site.core.refusals import Refusal
 from localai_site.core.tasks import task_enqueue
 from models_hub.catalog import speech_entry
+from models_hub.events import speech_event_publish
 from models_hub.fetch import DownloadCancelled, DownloadError, fetch, git_blob_id, remote_file_inspect
 from models_hub.models import DOWNLOAD_ACTIVE, LocalModelStatus, SpeechModel
 
@@ -67,16 +68,33 @@ def speech_model_install(*, slug: str, requested_by: User | None) -> SpeechModel
         lambda: task_enqueue("models_hub.download_speech_model", model.pk, queue=Queue.DOWNLOADS)
     )
     model.refresh_from_db()
+    speech_event_publish(model)
+    return model
+
+
+def speech_model_cancel(*, model: SpeechModel) -> SpeechModel:
+    """Stop a queued or running download: the task stops at its next progress report; the
+    files fetched so far stay, and installing it again resumes them."""
+    if not SpeechModel.objects.filter(pk=model.pk, status__in=DOWNLOAD_ACTIVE).update(
+        status=LocalModelStatus.CANCELLED, error=""
+    ):
+        raise Refusal("not_downloading", f"{model.name} is not downloading.")
+    model.refresh_from_db()
+    speech_event_publish(model)
     return model
 
 
 def _moving(model: SpeechModel, **fields) -> None:
-    """Write ``fields`` while the download is this task's; else it was deleted meanwhile."""
+    """Write ``fields`` while the download is this task's (else it was cancelled or deleted
+    meanwhile), and show them on the hub page."""
     updated = SpeechModel.objects.filter(pk=model.pk, status=LocalModelStatus.DOWNLOADING).update(
         progress_at=timezone.now(), **fields
     )
     if not updated:
         raise DownloadCancelled
+    for name, value in fields.items():
+        setattr(model, name, value)
+    speech_event_publish(model)
 
 
 def speech_model_download(*, model_id: int) -> None:
@@ -85,8 +103,9 @@ def speech_model_download(*, model_id: int) -> None:
         status=LocalModelStatus.DOWNLOADING, progress_at=timezone.now()
     )
     if not claimed:
-        return  # deleted, or taken by another task
+        return  # deleted, cancelled, or taken by another task
     model = SpeechModel.objects.get(pk=model_id)
+    speech_event_publish(model)
     entry = speech_entry(model.slug)
     folder = speech_folder(model)
     try:
@@ -99,6 +118,7 @@ def speech_model_download(*, model_id: int) -> None:
         SpeechModel.objects.filter(pk=model.pk, status=LocalModelStatus.DOWNLOADING).update(
             status=LocalModelStatus.READY, folder=str(folder), downloaded_bytes=model.size_bytes, error=""
         )
+        _announce(model)
     except DownloadCancelled:
         logger.info("Download of the speech model %s stopped", model.slug)
     except (DownloadError, Refusal, OSError, ValueError) as exc:
@@ -149,10 +169,18 @@ def _fetch_all(model: SpeechModel, files: tuple[str, ...], folder: Path) -> None
         before += remote.size
 
 
+def _announce(model: SpeechModel) -> None:
+    """Tell the hub page where ``model`` stands now (nothing: it was deleted meanwhile)."""
+    current = SpeechModel.objects.filter(pk=model.pk).first()
+    if current is not None:
+        speech_event_publish(current)
+
+
 def _fail(model: SpeechModel, reason: str) -> None:
     SpeechModel.objects.filter(pk=model.pk, status__in=DOWNLOAD_ACTIVE).update(
         status=LocalModelStatus.FAILED, error=reason[:500]
     )
+    _announce(model)
 
 
 def speech_model_use(*, model: SpeechModel | None) -> None:

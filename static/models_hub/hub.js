@@ -44,7 +44,21 @@ function reloadSoon() {
   setTimeout(() => location.reload(), 150);
 }
 
+// A speech model's download: its bytes as they come; a new state has other buttons.
+function applySpeech(event) {
+  const row = document.querySelector(`[data-speech="${CSS.escape(event.slug)}"]`);
+  if (!row || row.dataset.status !== event.status) return reloadSoon();
+  const bar = row.querySelector("[data-role=download] progress");
+  if (!bar || event.status !== "downloading") return;
+  if (event.size_bytes) bar.max = event.size_bytes;
+  bar.value = event.downloaded_bytes;
+  const percent = event.size_bytes ? Math.floor((100 * event.downloaded_bytes) / event.size_bytes) : 0;
+  row.querySelector("[data-role=progress-text]").textContent =
+    `${size(event.downloaded_bytes)} of ${size(event.size_bytes)} (${percent}%)`;
+}
+
 function apply(event) {
+  if (event.type === "speech") return applySpeech(event);
   if (event.type === "removed") {
     document.querySelector(`[data-slug="${CSS.escape(event.slug)}"]`)?.remove();
     return;

@@ -119,3 +119,40 @@ class HubBrowserTests(BrowserTestCase):
         assert saved.status == MessageStatus.DONE and saved.content.strip()
         assert saved.model == model.model_id and saved.role == Role.ASSISTANT
         screenshot(page, "hub-chat-with-new-model")
+
+    def test_a_speech_model_downloads_live_on_the_page_and_can_be_cancelled(self):
+        from chat.transcription import bundled_model_dir
+        from models_hub.catalog import WHISPER_FILES, speech_entry
+        from models_hub.models import LocalModelStatus, SpeechModel
+
+        repo = speech_entry("whisper-base-en").repo  # the hub serves tiny.en's files as it
+        for name in WHISPER_FILES:
+            self.hub.add(repo, name, bundled_model_dir() / name, in_git=name != "model.bin")
+        page = self.page
+        sign_up(page, self.live_server_url, "voice-admin@example.com")
+        page.goto(f"{self.live_server_url}/hub/")
+        expect(page.locator("#live-state")).to_have_text("● Live")
+        page.get_by_role("button", name="Install Whisper base (English)").click()
+        card = page.locator("[data-speech='whisper-base-en']")
+        bar = card.locator("[data-role=download] progress")
+        expect(card).to_have_attribute("data-status", "downloading")  # reloaded once, from queued
+        first = bar.evaluate("bar => bar.value")
+        # The bytes move on the page as they arrive: no reload in between.
+        page.evaluate("window.notReloaded = true")
+        self.wait_until(
+            lambda: bar.evaluate("bar => bar.value") > first + 5_000_000,
+            what="the bar to move",
+            timeout=30,
+            every=0.1,
+        )
+        assert page.evaluate("window.notReloaded === true")
+        expect(card.locator("[data-role=progress-text]")).to_have_text(
+            re.compile(r"^[\d.]+ MB of [\d.]+ MB \(\d+%\)$")
+        )
+        screenshot(page, "hub-speech-downloading")
+
+        card.get_by_role("button", name="Cancel the download of Whisper base (English)").click()
+        expect(page.locator(".flash")).to_contain_text("stopped downloading")
+        expect(card.get_by_role("button", name="Install Whisper base (English)")).to_have_text("Try again")
+        model = SpeechModel.objects.get(slug="whisper-base-en")
+        assert model.status == LocalModelStatus.CANCELLED and 0 < model.downloaded_bytes < model.size_bytes
