@@ -25,13 +25,18 @@ def usage_record(
     model: str = "",
     provider: str = "",
     duration_ms: int | None = None,
+    user_locked: bool = False,
 ) -> None:
-    """Record one event if this person currently agrees to analytics; otherwise nothing."""
+    """Record one event if this person currently agrees to analytics; otherwise nothing.
+    ``user_locked``: ``user`` was read locked in the caller's transaction, so it is current."""
     if user is None or not user.pk:
         return
     # Read the agreement from the database, not from a copy held by a long-lived socket:
     # a withdrawal in another tab must stop recording at once.
-    agrees = User.objects.filter(pk=user.pk, analytics_enabled=True, processing_restricted=False).exists()
+    if user_locked:
+        agrees = user.analytics_enabled and not user.processing_restricted
+    else:
+        agrees = User.objects.filter(pk=user.pk, analytics_enabled=True, processing_restricted=False).exists()
     if agrees:
         UsageEvent.objects.create(
             user_id=user.pk, name=name, model=model[:200], provider=provider[:60], duration_ms=duration_ms

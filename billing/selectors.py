@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, QuerySet
@@ -22,10 +23,15 @@ def subscription_of(*, user: User) -> Subscription | None:
     return Subscription.objects.select_related("plan").filter(user=user).first()
 
 
-def plan_of(*, user: User, subscription: Subscription | None = None) -> Plan | None:
+_UNREAD: Any = object()
+
+
+def plan_of(*, user: User, subscription: Subscription | None = _UNREAD) -> Plan | None:
     """The plan in force for ``user``: theirs, else the default one; None when there is
-    no plan at all (nothing is limited then)."""
-    subscription = subscription or subscription_of(user=user)
+    no plan at all (nothing is limited then). ``subscription``: theirs, if the caller has
+    read it already (None: they have none)."""
+    if subscription is _UNREAD:
+        subscription = subscription_of(user=user)
     if subscription is not None and subscription.plan is not None:
         return subscription.plan
     return plan_default()

@@ -66,12 +66,14 @@ def quota_spend(*, user: User, kind: UsageKind, model_id: str = "", local: bool 
             ),
         )
     start, end = usage_window(kind=kind, subscription=subscription, now=timezone.now())
-    counter, _ = UsageCounter.objects.get_or_create(user=user, kind=kind, window_start=start)
     limit = limit_of(plan, kind)
-    spendable = UsageCounter.objects.filter(pk=counter.pk)
-    if limit is None:
-        spendable.update(used=F("used") + 1)  # counted for the meters
-    elif not spendable.filter(used__lt=limit).update(used=F("used") + 1):
+    window = UsageCounter.objects.filter(user=user, kind=kind, window_start=start)
+    spendable = window if limit is None else window.filter(used__lt=limit)  # unlimited: for the meters
+    if spendable.update(used=F("used") + 1):
+        return  # the usual case, in one statement: the window's counter exists and has room
+    # The window's first unit, or none left in it.
+    UsageCounter.objects.get_or_create(user=user, kind=kind, window_start=start)
+    if not spendable.update(used=F("used") + 1) and limit is not None:
         raise Refusal(
             "quota_exceeded",
             f"You have used all {limit} {kind.label} of your {plan.name} plan for this "

@@ -234,7 +234,15 @@ def _reply_state(reply_id: int) -> Message | None:
     return Message.objects.filter(pk=reply_id).only(*_STATE_FIELDS).first()
 
 
-_STATE_FIELDS = ("status", "content", "error", "prompt_tokens", "completion_tokens", "sampling")
+_STATE_FIELDS = (
+    "status",
+    "content",
+    "error",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "sampling",
+)
 
 
 async def _follow(reply: Message, group: str) -> AsyncIterator[str | Message]:
@@ -286,9 +294,14 @@ def _finish_reason(reply: Message) -> str:
     return "length" if (reply.completion_tokens or 0) >= limit else "stop"
 
 
-def _usage(reply: Message) -> dict[str, int]:
+def _usage(reply: Message) -> dict:
     prompt, completion = reply.prompt_tokens or 0, reply.completion_tokens or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": reply.cached_tokens or 0},
+    }
 
 
 def _reply_refusal(reply: Message) -> Refusal:

@@ -137,6 +137,13 @@ class Conversation(models.Model):
         """The channel-layer group that carries this conversation's live updates."""
         return f"chat.{self.id.hex}"
 
+    @property
+    def prompt_cache_key(self) -> str:
+        """What a local model runner keeps this conversation's prompt under between turns: the
+        person first, whose other conversations' prompts may start this one's (an API client
+        sends the whole history again, a new conversation each time)."""
+        return f"{self.owner_id}.{self.id.hex}"
+
 
 class Role(models.TextChoices):
     USER = "user", "User"
@@ -164,6 +171,8 @@ class Message(models.Model):
     model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=50, default=Provider.LOCAL, help_text="Who received this text.")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Of the prompt's, those the model found already evaluated (a local runner's kept prompt).
+    cached_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token.")
     omitted_turns = models.PositiveIntegerField(

@@ -8,6 +8,7 @@ from localai_site.core.privacy import (
     PersonalData,
     PrivacyPanel,
     register,
+    register_before_erase,
     register_pages,
     register_panel,
     register_section,
@@ -32,6 +33,7 @@ from .selectors import (
     recipients_of,
     uploads_for,
 )
+from .services.conversations import prompts_forget_after_commit
 
 register(
     PersonalData(
@@ -163,6 +165,10 @@ def conversation_pages(user) -> Iterator[ExportPage]:
 
 
 register_pages("Your conversations", conversation_pages)
+# Before: the erasure deletes the conversations before its own steps run.
+register_before_erase(
+    lambda user: prompts_forget_after_commit(Conversation.objects.filter(owner=user).only("id"))
+)
 register_section("recipients", lambda user: recipients_of(user=user))
 register_section("image_recipients", lambda user: image_recipients_of(user=user))
 register_panel(

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+
+from localai_site.core.database_threads import DatabaseThreads
 
 from . import live
 from .events import delta_event, utf16_len
@@ -37,62 +37,7 @@ logger = logging.getLogger(__name__)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-_IDLE_CLOSE_S = 1.0  # a database thread with nothing to do closes its connection after this
-
-
-class _DatabaseThreads:
-    """Up to ``CHAT_DATABASE_CONNECTIONS`` threads, each keeping its connection while work
-    comes (opening one to PostgreSQL costs ~10 ms) and closing it once none waits."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._threads = 0
-
-    def run(self, func: Callable[[], _R]) -> _R:
-        future: Future[_R] = Future()
-        self._jobs.put((func, future))
-        with self._lock:
-            if self._threads < settings.CHAT_DATABASE_CONNECTIONS:
-                self._threads += 1
-                threading.Thread(target=self._serve, name="localai-reply-db", daemon=True).start()
-        return future.result()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                func, future = self._jobs.get(timeout=_IDLE_CLOSE_S)
-            except queue.Empty:
-                _connection_close()
-                continue
-            try:
-                result = func()
-            except BaseException as exc:
-                _connection_close()  # whatever state it was left in, the next job starts afresh
-                future.set_exception(exc)
-                continue
-            if self._jobs.empty():
-                _connection_close()  # before the caller goes on: nothing is left open behind it
-            future.set_result(result)
-
-
-def _connection_close() -> None:
-    try:
-        connection.close()
-    except Exception:  # a connection the server already dropped
-        logger.debug("Closing a reply database connection failed", exc_info=True)
-
-
-_database_threads = _DatabaseThreads()
-
-
-def _forget_database_threads() -> None:
-    # A forked child has none of its parent's threads.
-    global _database_threads
-    _database_threads = _DatabaseThreads()
-
-
-os.register_at_fork(after_in_child=_forget_database_threads)
+_database_threads = DatabaseThreads(size=lambda: settings.CHAT_DATABASE_CONNECTIONS, name="localai-reply-db")
 
 
 def reply_database(func: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
@@ -100,7 +45,7 @@ def reply_database(func: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) 
     its caller's transaction (a test) it runs right here: no other connection sees its rows."""
     if connection.in_atomic_block:
         return func(*args, **kwargs)
-    return _database_threads.run(lambda: func(*args, **kwargs))
+    return _database_threads.submit(func, *args, **kwargs).result()
 
 
 @dataclass

@@ -12,6 +12,16 @@ use is never unloaded, and one idle for the request's ``idle_unload_s`` (or whos
 is unloaded by a janitor thread. llama.cpp contexts are not thread-safe: one generation at a
 time per loaded model, for now.
 
+A model's context keeps the last conversation's evaluated prompt, so its next turn evaluates
+only the new tokens. When another conversation takes the model, the outgoing one's prompt
+(its tokens and their KV cache) is copied out and kept under the request's
+``prompt_cache_key`` (``ModelCache.context_switch``), and copied back on its next turn; one
+with none kept starts from the context only if that holds the same person's. Kept prompts
+count against the memory budget: they are the first to go when a model needs room, least
+recently used first, and go when idle as long as a model would. Derived from a person's
+words, they also go, with the live context, when the conversation is deleted ("forget").
+Vision models keep nothing: their handler evaluates every prompt afresh.
+
     python -m models_hub.runner serve FD   serve requests on the socket FD (the supervisor)
     python -m models_hub.runner probe      one load, prompt and decode, JSON in on stdin, out on stdout
     python -m models_hub.runner info       the llama.cpp build, as JSON
@@ -20,6 +30,7 @@ time per loaded model, for now.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -28,9 +39,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .runner_protocol import (
     ERROR_CONTEXT,
@@ -49,6 +62,9 @@ if TYPE_CHECKING:
     from llama_cpp import Llama
 
 MIB = 1024 * 1024
+# Deleted conversations remembered, so that a reply still being written for one when it was
+# deleted keeps nothing of it afterwards.
+_FORGOTTEN_KEPT = 10_000
 
 
 class ModelMemoryError(Exception):
@@ -167,28 +183,88 @@ def build_info() -> BuildInfo:
     )
 
 
+ModelKey = tuple[LoadSpec, RuntimeConfig]
+
+
 class LoadedModel:
-    def __init__(self, spec: LoadSpec, llama: Llama) -> None:
-        self.spec = spec
+    def __init__(self, key: ModelKey, llama: Llama) -> None:
+        self.key = key
+        self.spec = key[0]
         self.llama = llama
-        self.lock = threading.Lock()  # held while generating
+        self.lock = threading.Lock()  # held while generating or touching the context
         self.users = 0  # generations and token counts holding it; > 0: never unloaded
         self.last_used = time.monotonic()
+        self.context_owner = ""  # the prompt cache key of the conversation the context holds
+
+
+@dataclass(slots=True)
+class PromptState:
+    """A conversation's evaluated tokens and their KV cache, copied out of a context."""
+
+    tokens: np.ndarray
+    kv: ctypes.Array  # llama.cpp's serialised state of sequence 0
+    kv_bytes: int
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def nbytes(self) -> int:
+        return self.tokens.nbytes + ctypes.sizeof(self.kv)
+
+
+def _state_save(llama: Llama, at_most: int) -> PromptState | None:
+    """The context's prompt, unless its copy would take more than ``at_most`` bytes."""
+    import llama_cpp
+
+    ctx = llama._ctx.ctx
+    size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+    if size + llama.n_tokens * llama.input_ids.itemsize > at_most:
+        return None
+    kv = (ctypes.c_uint8 * size)()
+    written = llama_cpp.llama_state_seq_get_data(ctx, kv, size, 0)
+    return PromptState(tokens=llama.input_ids[: llama.n_tokens].copy(), kv=kv, kv_bytes=written)
+
+
+def _state_load(llama: Llama, state: PromptState) -> None:
+    import llama_cpp
+
+    llama._ctx.kv_cache_seq_rm(0, 0, -1)
+    if llama_cpp.llama_state_seq_set_data(llama._ctx.ctx, state.kv, state.kv_bytes, 0) != state.kv_bytes:
+        _context_clear(llama)  # the whole prompt is evaluated again
+        return
+    llama.input_ids[: len(state.tokens)] = state.tokens
+    llama.n_tokens = len(state.tokens)
+    llama._requires_eval = True  # the logits are not restored: the prompt's last token is evaluated again
+
+
+def _person(cache_key: str) -> str:
+    return cache_key.partition(".")[0]
+
+
+def _context_clear(llama: Llama) -> None:
+    """Nothing of any conversation left in the context: its tokens and KV cache zeroed."""
+    llama.reset()
+    llama._ctx.kv_cache_clear()
+    llama.input_ids.fill(0)
 
 
 class ModelCache:
     """The loaded models of this runner, least recently used first."""
 
     def __init__(self, on_change=lambda: None) -> None:
-        self._loaded: OrderedDict[tuple[LoadSpec, RuntimeConfig], LoadedModel] = OrderedDict()
+        self._loaded: OrderedDict[ModelKey, LoadedModel] = OrderedDict()
+        # Conversations' prompts kept for their next turn, least recently used first.
+        self._states: OrderedDict[tuple[ModelKey, str], PromptState] = OrderedDict()
+        self._forgotten: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.RLock()  # re-entered by ``on_change``, which reads the summary
         self._on_change = on_change
         self.idle_unload_s = 0
         self.limits_changed = threading.Event()  # wakes the janitor to a new idle limit
 
-    def _unload(self, key: tuple[LoadSpec, RuntimeConfig]) -> None:
+    def _unload(self, key: ModelKey) -> None:
         """Call with the lock held."""
         self._loaded.pop(key).llama.close()
+        for state_key in [k for k in self._states if k[0] == key]:
+            del self._states[state_key]
         self._on_change()
 
     def _make_room(self, spec: LoadSpec, budget: int) -> None:
@@ -200,6 +276,7 @@ class ModelCache:
                 f"This model needs about {_size(spec.memory_bytes)} of memory; this worker may use "
                 f"{_size(budget)} (LOCAL_MODEL_MEMORY_MB). Lower its context size or pick a smaller model."
             )
+        self._states_drop(budget - spec.memory_bytes)  # cheaper to evaluate again than a model to load
         for key, loaded in list(self._loaded.items()):
             if self._used() + spec.memory_bytes <= budget:
                 return
@@ -212,7 +289,16 @@ class ModelCache:
             )
 
     def _used(self) -> int:
-        return sum(spec.memory_bytes for spec, _ in self._loaded)
+        return sum(spec.memory_bytes for spec, _ in self._loaded) + self._states_bytes()
+
+    def _states_bytes(self) -> int:
+        return sum(state.nbytes for state in self._states.values())
+
+    def _states_drop(self, until_used: int) -> None:
+        """Drop kept prompts, least recently used first, until at most ``until_used`` bytes
+        are in use; call with the lock held."""
+        while self._states and self._used() > until_used:
+            self._states.popitem(last=False)
 
     @contextlib.contextmanager
     def in_use(self, spec: LoadSpec, config: RuntimeConfig, limits: Limits) -> Iterator[LoadedModel]:
@@ -224,7 +310,7 @@ class ModelCache:
             loaded = self._loaded.get(key)
             if loaded is None:
                 self._make_room(spec, limits.memory_budget)
-                loaded = self._loaded[key] = LoadedModel(spec, load(spec, config))
+                loaded = self._loaded[key] = LoadedModel(key, load(spec, config))
             self._loaded.move_to_end(key)
             loaded.users += 1
         self._on_change()
@@ -236,11 +322,93 @@ class ModelCache:
                 loaded.last_used = time.monotonic()
             self._on_change()
 
+    # --- Kept prompts ------------------------------------------------------------------
+
+    def context_switch(self, loaded: LoadedModel, cache_key: str, budget: int) -> None:
+        """Before a generation for the conversation ``cache_key`` on ``loaded`` (its lock held):
+        keep the prompt of the conversation its context holds, and bring this one's back. Without
+        one kept, only the same person's prompt in the context may start it: nobody's reply
+        comes faster for having the same words as someone else's."""
+        self.context_release(loaded)
+        if loaded.context_owner == cache_key:
+            return
+        if loaded.spec.projector_path:  # the vision handler evaluates every prompt afresh
+            loaded.context_owner = cache_key
+            return
+        llama = loaded.llama
+        outgoing = None
+        if loaded.context_owner and llama.n_tokens:
+            with self._lock:
+                room = budget - sum(spec.memory_bytes for spec, _ in self._loaded)
+            outgoing = _state_save(llama, at_most=room)
+        with self._lock:
+            # Taken first: in the context, its memory is the model's own (its KV cache).
+            incoming = self._states.pop((loaded.key, cache_key), None)
+            if outgoing is not None and loaded.context_owner not in self._forgotten:
+                self._states_drop(budget - outgoing.nbytes)
+                if self._used() + outgoing.nbytes <= budget:
+                    self._states[(loaded.key, loaded.context_owner)] = outgoing
+        if incoming is not None:
+            _state_load(llama, incoming)
+        elif _person(loaded.context_owner) != _person(cache_key):
+            llama.reset()
+        loaded.context_owner = cache_key
+        self._on_change()
+
+    def context_release(self, loaded: LoadedModel) -> None:
+        """After a generation on ``loaded`` (its lock held): a conversation deleted meanwhile
+        leaves nothing in the context."""
+        with self._lock:
+            forgotten = loaded.context_owner in self._forgotten
+        if forgotten:
+            self.context_clear(loaded)
+
+    def context_clear(self, loaded: LoadedModel) -> None:
+        """Empty the context of ``loaded`` (its lock held)."""
+        _context_clear(loaded.llama)
+        loaded.context_owner = ""
+
+    def forget(self, cache_keys: list[str]) -> None:
+        """Drop what is kept of these conversations: their kept prompts now, and on a thread
+        the context of a model that holds one (once its generation ends)."""
+        with self._lock:
+            for cache_key in cache_keys:
+                self._forgotten[cache_key] = None
+                self._forgotten.move_to_end(cache_key)
+            while len(self._forgotten) > _FORGOTTEN_KEPT:
+                self._forgotten.popitem(last=False)
+            for state_key in [k for k in self._states if k[1] in self._forgotten]:
+                del self._states[state_key]
+            holding = [m for m in self._loaded.values() if m.context_owner in self._forgotten]
+            for loaded in holding:
+                loaded.users += 1  # not unloaded while its context is cleared
+        self._on_change()
+        if holding:
+            threading.Thread(target=self._contexts_release, args=(holding,), daemon=True).start()
+
+    def _contexts_release(self, holding: list[LoadedModel]) -> None:
+        try:
+            for loaded in holding:
+                with loaded.lock:
+                    self.context_release(loaded)
+        finally:
+            with self._lock:
+                for loaded in holding:
+                    loaded.users -= 1
+
     def unload_idle(self, now: float | None = None) -> int:
-        """Unload models idle for longer than ``idle_unload_s``, and those whose file is gone."""
+        """Unload models idle for longer than ``idle_unload_s``, and those whose file is gone;
+        drop prompts kept for as long."""
         now = time.monotonic() if now is None else now
         unloaded = 0
         with self._lock:
+            if self.idle_unload_s:
+                limit = self.idle_unload_s
+                expired = [k for k, state in self._states.items() if now - state.last_used >= limit]
+                for state_key in expired:
+                    del self._states[state_key]
+                if expired:
+                    self._on_change()
             for key, loaded in list(self._loaded.items()):
                 if loaded.users:
                     continue
@@ -261,9 +429,17 @@ class ModelCache:
                     "config": config.label,
                     "in_use": loaded.users > 0,
                     "idle_s": 0 if loaded.users else round(now - loaded.last_used),
+                    **self._prompts_summary(loaded),
                 }
                 for (spec, config), loaded in self._loaded.items()
             ]
+
+    def _prompts_summary(self, loaded: LoadedModel) -> dict:
+        """How many conversations' prompts it holds (kept aside, or in its context) and the
+        bytes kept aside; call with the lock held."""
+        kept = [state for (key, _), state in self._states.items() if key == loaded.key]
+        live = loaded.context_owner and loaded.context_owner not in self._forgotten
+        return {"prompts_held": len(kept) + bool(live), "prompts_kept_bytes": sum(s.nbytes for s in kept)}
 
     def close(self) -> None:
         # Free llama.cpp memory while the interpreter is still whole: left to garbage
@@ -278,9 +454,18 @@ def _size(n: int) -> str:
     return f"{n / MIB:.1f}\u00a0MB"
 
 
-def generate(llama: Llama, request: GenerateRequest, cancelled) -> Iterator[str | tuple[int, int]]:
-    """The reply's pieces of text, then (prompt tokens, completion tokens)."""
+def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(a[:n] != b[:n])
+    return int(differ[0]) if len(differ) else n
+
+
+def generate(llama: Llama, request: GenerateRequest, cancelled) -> Iterator[str | tuple[int, int, int]]:
+    """The reply's pieces of text, then (prompt tokens, completion tokens, prompt tokens
+    that were already in the context and not evaluated again)."""
+    in_context = llama.input_ids[: llama.n_tokens].copy()
     prompt_tokens: int | None = None
+    cached_tokens = 0
     finish_reason = None
     chunks = llama.create_chat_completion(
         messages=request.messages,
@@ -297,6 +482,10 @@ def generate(llama: Llama, request: GenerateRequest, cancelled) -> Iterator[str 
                 # The prompt is evaluated and the first token not yet: the context
                 # holds exactly the prompt.
                 prompt_tokens = llama.n_tokens
+                # llama.cpp evaluates the prompt from where it differs from the context, and
+                # at least its last token (for the logits).
+                reused = _common_prefix(in_context, llama.input_ids[:prompt_tokens])
+                cached_tokens = min(reused, prompt_tokens - 1)
             choice = chunk["choices"][0]
             finish_reason = choice.get("finish_reason") or finish_reason
             text = choice["delta"].get("content")
@@ -308,7 +497,7 @@ def generate(llama: Llama, request: GenerateRequest, cancelled) -> Iterator[str 
         # Every generated token but the newest is evaluated into the context. When the
         # model chose to stop, its newest token is the end-of-turn marker, not part of the reply.
         evaluated = llama.n_tokens - prompt_tokens
-        yield prompt_tokens, max(evaluated + (0 if finish_reason == "stop" else 1), 0)
+        yield prompt_tokens, max(evaluated + (0 if finish_reason == "stop" else 1), 0), max(cached_tokens, 0)
 
 
 class Runner:
@@ -334,6 +523,9 @@ class Runner:
                 break  # the supervisor is gone: so is the reason to live
             if kind == "cancel":
                 self._cancelled.add(request_id)
+            elif kind == "forget":
+                # Here, not on a thread: no request read after this one finds what it forgets.
+                self.models.forget(rest[0])
             elif kind == "summary":
                 self._send("result", request_id, self.models.summary())
             else:
@@ -357,12 +549,20 @@ class Runner:
     def _generate(self, request_id: int, request: GenerateRequest) -> None:
         with self.models.in_use(request.spec, request.config, request.limits) as loaded, loaded.lock:
             _fault("prompt", request.config)
-            counts = (0, 0)
-            for piece in generate(loaded.llama, request, lambda: request_id in self._cancelled):
-                if isinstance(piece, str):
-                    self._send("token", request_id, piece)
-                else:
-                    counts = piece
+            self.models.context_switch(loaded, request.prompt_cache_key, request.limits.memory_budget)
+            counts = (0, 0, 0)
+            try:
+                for piece in generate(loaded.llama, request, lambda: request_id in self._cancelled):
+                    if isinstance(piece, str):
+                        self._send("token", request_id, piece)
+                    else:
+                        counts = piece
+            except BaseException:
+                # Refused before its prompt was evaluated, the context may hold someone else's.
+                self.models.context_clear(loaded)
+                raise
+            finally:
+                self.models.context_release(loaded)
         self._send("done", request_id, *counts)
 
     def _tokenize(self, request_id: int, request: TokenizeRequest) -> None:

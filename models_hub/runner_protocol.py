@@ -8,11 +8,12 @@ Host to runner:
     ("generate", id, GenerateRequest)    write a reply; answered by "token"… then "done"
     ("tokenize", id, TokenizeRequest)    count tokens; answered by "result"
     ("cancel", id)                       stop that generation after its current token
+    ("forget", id, [prompt cache key…])  drop what is kept of those conversations; no answer
     ("summary", id)                      what is loaded; answered by "result"
 Runner to host:
     ("ready", BuildInfo)                 sent once, when the runner can take requests
     ("token", id, text)
-    ("done", id, prompt_tokens, completion_tokens)
+    ("done", id, prompt_tokens, completion_tokens, cached_tokens)
     ("result", id, value)
     ("error", id, kind, message)         kind: one of ERROR_KINDS
     ("state", summary)                   the loaded models changed (load, unload, in use)
@@ -122,6 +123,10 @@ class GenerateRequest:
     seed: int | None = None
     top_p: float | None = None
     stop: tuple[str, ...] = ()
+    # Names the conversation, opaquely, as "<person>.<conversation>": its evaluated prompt is
+    # kept for its next turn under this key (runner.ModelCache.context_switch), and only the
+    # same person's may start it. "" keeps nothing.
+    prompt_cache_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)

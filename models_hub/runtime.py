@@ -121,8 +121,11 @@ def reply_stream(
     cancelled: Callable[[], bool],
     top_p: float | None = None,
     stop: tuple[str, ...] = (),
-) -> Iterator[str | tuple[int, int]]:
-    """The reply's pieces of text, then (prompt tokens, completion tokens)."""
+    prompt_cache_key: str = "",
+) -> Iterator[str | tuple[int, int, int]]:
+    """The reply's pieces of text, then (prompt tokens, completion tokens, prompt tokens found
+    in the cache). ``prompt_cache_key`` names the conversation: the runner keeps its prompt
+    for the next turn (see ``models_hub.runner``)."""
     spec, chosen = _configured(model)
     request = GenerateRequest(
         spec=spec,
@@ -134,6 +137,7 @@ def reply_stream(
         seed=seed,
         top_p=top_p,
         stop=stop,
+        prompt_cache_key=prompt_cache_key,
     )
     try:
         yield from supervisor.generate(request, cancelled)
@@ -155,6 +159,11 @@ def token_counts(*, model: LocalModel, texts: list[str]) -> list[int]:
         raise _translated(exc) from exc
     except RunnerCrashed as exc:
         raise _crashed(model, spec, exc) from exc
+
+
+def prompt_caches_forget_here(cache_keys: list[str]) -> None:
+    """Drop what this process's runner keeps of these conversations."""
+    supervisor.forget(cache_keys)
 
 
 def loaded_summary() -> list[dict]:

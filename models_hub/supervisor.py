@@ -224,8 +224,8 @@ class Supervisor:
 
     def generate(self, request: GenerateRequest, cancelled: Callable[[], bool]) -> Iterator[str | tuple]:
         """The reply's pieces of text as the runner writes them, then (prompt tokens,
-        completion tokens). Once ``cancelled()`` is true the runner stops after its
-        current token; the counts still come."""
+        completion tokens, prompt tokens found in the cache). Once ``cancelled()`` is true
+        the runner stops after its current token; the counts still come."""
         runner = self.runner()
         request_id, answers = runner.request("generate", request)
         cancel_sent = answered = False
@@ -250,6 +250,13 @@ class Supervisor:
             if not (answered or cancel_sent):
                 runner.send("cancel", request_id)  # the caller walked away mid-reply
             runner.done(request_id)
+
+    def forget(self, cache_keys: list[str]) -> None:
+        """Drop what the runner keeps of these conversations (``GenerateRequest.prompt_cache_key``).
+        Requests sent after this one find none of it. A runner not running keeps nothing."""
+        runner = self.current()
+        if runner is not None and cache_keys:
+            runner.send("forget", next(_ids), cache_keys)
 
     def call(self, kind: str, request: TokenizeRequest | None = None) -> object:
         runner = self.runner()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -21,10 +22,13 @@ from redis import RedisError
 
 from localai_site.core.queues import WORKER_QUEUE_PREFIX, Queue
 from localai_site.core.redis_client import redis_client
+from localai_site.core.tasks import TaskQueueUnavailable, task_enqueue
 
 from .machine import machine_facts
 from .models import LocalModel
-from .runtime import loaded_summary, state_changed
+from .runtime import loaded_summary, prompt_caches_forget_here, state_changed
+
+logger = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY_S = 10
 HEARTBEAT_TTL_S = 3 * HEARTBEAT_EVERY_S
@@ -126,6 +130,22 @@ def local_queue_for(model: LocalModel) -> str:
         if worker.own_queue and not worker.busy and worker.holds(model.slug):
             return worker.own_queue
     return Queue.LOCAL
+
+
+def prompt_caches_forget(cache_keys: list[str]) -> None:
+    """Drop what model runners keep of these conversations (deleted: what is kept is derived
+    from their words): this process's runner, and in scaled mode every worker's that holds a
+    model, by a task on its own queue. A worker that cannot be reached now (Redis down) drops
+    them when they have been idle for ``LOCAL_MODEL_IDLE_UNLOAD_S``, or with its model."""
+    prompt_caches_forget_here(cache_keys)
+    if not settings.SCALED or not cache_keys:
+        return
+    try:
+        for worker in workers_list():
+            if worker.own_queue and worker.loaded:
+                task_enqueue("models_hub.forget_prompts", cache_keys, queue=worker.own_queue)
+    except (RedisError, TaskQueueUnavailable) as exc:
+        logger.warning("Could not tell workers to drop %s conversations' prompts: %s", len(cache_keys), exc)
 
 
 def heartbeat_start(queues: list[str]) -> None:

@@ -22,6 +22,7 @@ class GenerationParams:
     seed: int | None = None
     top_p: float | None = None  # None: the model's own default
     stop: tuple[str, ...] = ()  # the reply ends before any of these
+    prompt_cache_key: str = ""  # the conversation's, for a provider that keeps its prompt between turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class Delta:
     text: str = ""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None  # of the prompt's, found in the provider's cache
 
 
 class ProviderError(Refusal):

@@ -44,10 +44,11 @@ class LocalLlamaProvider:
             seed=params.seed,
             top_p=params.top_p,
             stop=params.stop,
+            prompt_cache_key=params.prompt_cache_key,
             cancelled=cancel.is_set,
         )
         for piece in pieces:
             if isinstance(piece, str):
                 yield Delta(text=piece)
             else:
-                yield Delta(prompt_tokens=piece[0], completion_tokens=piece[1])
+                yield Delta(prompt_tokens=piece[0], completion_tokens=piece[1], cached_tokens=piece[2])

@@ -11,6 +11,7 @@ from chat.models import ACTIVE_STATUSES, Conversation, Provider, Upload
 from localai_site.core.files import files_delete_after_commit
 from localai_site.core.privacy import admin_history_scrub
 from localai_site.core.refusals import Refusal
+from models_hub.workers import prompt_caches_forget
 
 from .choice import model_choose
 from .personas import persona_choose
@@ -66,6 +67,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
     with transaction.atomic():
         files_delete_after_commit(upload.file for upload in conversation.uploads.only("file"))
         admin_history_scrub(rows=Conversation.objects.filter(pk=conversation.pk), object_repr=DELETED)
+        prompts_forget_after_commit([conversation])
         conversation.delete()
 
 
@@ -84,4 +86,12 @@ def conversations_clear(*, user: User, local: bool) -> int:
             upload.file for upload in Upload.objects.filter(conversation__in=conversations).only("file")
         )
         admin_history_scrub(rows=conversations, object_repr=DELETED)
+        prompts_forget_after_commit(conversations.only("id"))
         return conversations.delete()[1].get(Conversation._meta.label, 0)
+
+
+def prompts_forget_after_commit(conversations) -> None:
+    """Once the deletion of ``conversations`` is committed, the model runners drop what they
+    keep of them: their prompts, the people's words as the model read them."""
+    cache_keys = [conversation.prompt_cache_key for conversation in conversations]
+    transaction.on_commit(lambda: prompt_caches_forget(cache_keys))

@@ -31,6 +31,7 @@ _FINAL_FIELDS = (
     "duration_ms",
     "finished_at",
     "prompt_tokens",
+    "cached_tokens",
     "completion_tokens",
     "omitted_turns",
     "pages_used",
@@ -51,6 +52,7 @@ def _params_for(reply: Message) -> GenerationParams:
         top_p=asked.get("top_p"),
         stop=tuple(asked.get("stop", ())),
         seed=asked.get("seed"),
+        prompt_cache_key=reply.conversation.prompt_cache_key,
     )
 
 
@@ -136,6 +138,7 @@ def reply_generate(*, message_id: int) -> None:
     reply.finished_at = timezone.now()
     if usage is not None:
         reply.prompt_tokens = usage.prompt_tokens
+        reply.cached_tokens = usage.cached_tokens
         reply.completion_tokens = usage.completion_tokens
     written = reply_database(_reply_finish, reply)
     live.live_state_clear(reply.pk)

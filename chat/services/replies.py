@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts.analytics import usage_record
@@ -77,18 +77,21 @@ def conversation_lock_idle(conversation: Conversation) -> Conversation:
         .get(pk=conversation.pk)
     )
     restriction_check(user=locked.owner)
-    if locked.messages.filter(status__in=ACTIVE_STATUSES).exists():
+    # The owner's queued and streaming replies, here and in all their conversations: one query.
+    active = Message.objects.filter(conversation__owner=locked.owner, status__in=ACTIVE_STATUSES).aggregate(
+        here=Count("pk", filter=Q(conversation=locked)), everywhere=Count("pk")
+    )
+    if active["here"]:
         raise Refusal("busy", "A reply is still being written. Wait for it or press Stop.")
-    _active_replies_check(owner=locked.owner)
+    _active_replies_check(active["everywhere"])
     return locked
 
 
-def _active_replies_check(*, owner: User) -> None:
+def _active_replies_check(active: int) -> None:
     """One person's queued and streaming replies, across their conversations, are capped:
     otherwise one person fills the single local model's queue and others' replies time out."""
     limit = settings.CHAT_MAX_ACTIVE_REPLIES
-    active = Message.objects.filter(conversation__owner=owner, status__in=ACTIVE_STATUSES)
-    if active.count() >= limit:
+    if active >= limit:
         raise Refusal(
             "too_many_replies",
             f"You have as many replies being written as one person may ({limit}). "
@@ -143,6 +146,8 @@ def _attachments_take(
 ) -> list[Upload]:
     """The files a message is sent with: the sender's, stored and sent with nothing yet."""
     wanted = set(upload_ids)
+    if not wanted:
+        return []
     if len(wanted) > Upload.PER_MESSAGE:
         raise Refusal("too_many_files", f"A message can carry at most {Upload.PER_MESSAGE} files.")
     uploads = list(
@@ -185,10 +190,11 @@ def message_send(
         model=choice.model_id,
         provider=choice.provider,
     )
-    # Who receives them is recorded as each reply's prompt is built (``uploads_delivered``).
-    Upload.objects.filter(pk__in=[upload.pk for upload in attachments]).update(
-        message=user_message, conversation=conversation
-    )
+    if attachments:
+        # Who receives them is recorded as each reply's prompt is built (``uploads_delivered``).
+        Upload.objects.filter(pk__in=[upload.pk for upload in attachments]).update(
+            message=user_message, conversation=conversation
+        )
     conversation.model = choice.model_id
     conversation.provider = choice.provider
     if not conversation.title:
@@ -198,7 +204,11 @@ def message_send(
         owner.default_model = choice.model_id
         owner.save(update_fields=["default_model"])
     usage_record(
-        user=owner, name=UsageEventName.MESSAGE_SENT, model=choice.model_id, provider=choice.provider
+        user=owner,
+        name=UsageEventName.MESSAGE_SENT,
+        model=choice.model_id,
+        provider=choice.provider,
+        user_locked=True,  # by conversation_lock_idle
     )
     return user_message, reply_start(conversation, choice, user_message)
 

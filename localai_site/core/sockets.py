@@ -5,9 +5,9 @@ here before a subclass sees it.
 Messages are handled without the hop that Channels makes before each one to its single
 database thread to close stale connections: an event touches no database, and that hop
 costs more than the event; database work runs on a pool of threads instead
-(``database_work``), which closes its own, so that no socket waits for another's. Close
-codes are the app's, shared with the pages' scripts (which get them as data attributes): a
-socket closed with one of them is not reopened.
+(``database_work``), which keep their connections only while work waits, so that no
+socket waits for another's. Close codes are the app's, shared with the pages' scripts
+(which get them as data attributes): a socket closed with one of them is not reopened.
 
 Every frame from the browser is counted against a per-socket and a per-person rate limit,
 comes from a session that must still be signed in (the check Django's auth middleware
@@ -22,26 +22,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from importlib import import_module
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, cast
 
 from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
-from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user
-from django.core.cache import cache as django_cache
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.db import OperationalError
 from django.http import HttpRequest
 from redis import RedisError
 
+from .database_threads import DatabaseThreads
 from .realtime import EVENT_TYPE, publisher
 from .refusals import Refusal
 
@@ -106,38 +106,41 @@ class FrameBucket:
         return True
 
 
+@cache
+def _frame_counts() -> BaseCache:
+    """Django's default cache, one client for the whole process: ``django.core.cache.cache``
+    is one per async context, which for sockets would be a new Redis connection per socket."""
+    return caches.create_connection("default")
+
+
 def _person_frame_take(user_id: int) -> bool:
     """Count a frame against its person's ``SOCKET_PERSON_FRAMES_PER_MINUTE``, shared by all
     their sockets in every web process: a counter per clock minute in Django's cache (so
     Redis in scaled mode; it lets frames through while Redis is down)."""
+    counts = _frame_counts()
     key = f"socket-frames:{user_id}:{int(wall_clock() // _PERSON_WINDOW_S)}"
-    if django_cache.add(key, 1, timeout=_PERSON_WINDOW_S):
+    if counts.add(key, 1, timeout=_PERSON_WINDOW_S):
         return True
     try:
-        return django_cache.incr(key) <= settings.SOCKET_PERSON_FRAMES_PER_MINUTE
+        return counts.incr(key) <= settings.SOCKET_PERSON_FRAMES_PER_MINUTE
     except ValueError:  # expired or evicted since: this frame starts a new count
-        django_cache.add(key, 1, timeout=_PERSON_WINDOW_S)
+        counts.add(key, 1, timeout=_PERSON_WINDOW_S)
         return True
 
 
-@cache
-def _database_threads() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=settings.SOCKET_DATABASE_THREADS, thread_name_prefix="socket-db")
-
-
-# A forked process (a test's live server) has none of its parent's threads: a pool inherited
-# from before the fork would take work and never run it.
-os.register_at_fork(after_in_child=_database_threads.cache_clear)
+_database_threads = DatabaseThreads(size=lambda: settings.SOCKET_DATABASE_THREADS, name="socket-db")
 
 
 def database_work(func: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
-    """``func`` as a coroutine on the sockets' database threads, with stale connections
-    closed around it as Channels' ``database_sync_to_async`` does. That one runs the database
-    work of every socket of a process on a single thread, one call after another, so one
-    person's slow or spammed frames would stall everyone's. Each call is a unit of its own
-    (its transaction starts and ends inside it); one socket's calls still run in order,
-    as it awaits each."""
-    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_database_threads())
+    """``func`` as a coroutine on the sockets' database threads, which keep their connections
+    while more work waits (a burst of frames from many people) and close them once none does.
+    Channels' ``database_sync_to_async`` runs the database work of every socket of a process
+    on a single thread, one call after another, so one person's slow or spammed frames would
+    stall everyone's. Each call is a unit of its own (its transaction starts and ends inside
+    it); one socket's calls still run in order, as it awaits each."""
+    # asgiref asks for a ThreadPoolExecutor but only hands it work (``run_in_executor``).
+    executor = cast(ThreadPoolExecutor, _database_threads)
+    return sync_to_async(func, thread_sensitive=False, executor=executor)
 
 
 _reported: set[tuple[str, str, int | None]] = set()
@@ -200,7 +203,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict) -> None:
         # Without Channels' hop to its one thread before every message (see the module's
-        # first lines): ``database_work`` closes stale connections on its own threads.
+        # first lines): ``database_work``'s threads close their connections themselves.
         if message["type"] == EVENT_TYPE:
             await self.send(text_data=message["text"])
             return

@@ -81,6 +81,7 @@ class ApiTests(ChannelsLiveServerTestCase):
         assert answer.choices[0].finish_reason in {"stop", "length"}
         assert answer.usage.completion_tokens == reply.completion_tokens > 0
         assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+        assert answer.usage.prompt_tokens_details.cached_tokens == reply.cached_tokens
         conversation = Conversation.objects.get()
         assert conversation.owner == self.person
         assert conversation.title == QUESTION

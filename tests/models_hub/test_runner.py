@@ -156,8 +156,82 @@ def test_stop_ends_the_generation_and_still_counts_the_tokens():
     pieces = supervisor.generate(long_reply(spec(str(bundled_model_path()), "a")), cancelled=lambda: True)
     received = list(pieces)
     texts = [p for p in received if isinstance(p, str)]
-    prompt_tokens, completion_tokens = received[-1]
+    prompt_tokens, completion_tokens, _ = received[-1]
     assert len(texts) <= 3 and prompt_tokens > 5 and 0 < completion_tokens <= 3
+
+
+# --- The prompt cache -------------------------------------------------------------------
+
+
+def opening(topic: str) -> list[dict]:
+    return [{"role": "user", "content": f"Tell me about {topic}. " + f"I like {topic} a lot. " * 25}]
+
+
+def turn(messages: list[dict], key: str, budget_mb: int = 500) -> tuple[str, int, int]:
+    """One short greedy reply in the conversation ``key``: (text, prompt tokens, cached tokens)."""
+    request = GenerateRequest(
+        spec=spec(str(bundled_model_path()), "smol", n_ctx=1024),
+        config=config_here(),
+        limits=limits(budget_mb),
+        messages=messages,
+        max_tokens=8,
+        temperature=0.0,
+        prompt_cache_key=key,
+    )
+    *texts, (prompt_tokens, _, cached_tokens) = supervisor.generate(request, cancelled=lambda: False)
+    return "".join(texts), prompt_tokens, cached_tokens
+
+
+def prompts_held() -> int:
+    return sum(model["prompts_held"] for model in loaded())
+
+
+def follow_up(messages: list[dict], reply: str) -> list[dict]:
+    return [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": "Say more."}]
+
+
+def test_a_conversations_next_turn_reuses_its_prompt_after_another_conversation_used_the_model():
+    first = opening("apples")
+    reply, first_prompt, cached = turn(first, "a")
+    assert cached == 0
+    assert turn(opening("boats"), "b")[2] == 0, "nothing of someone else's found, not even the template"
+    # "b" took the model: "a"'s prompt is kept aside
+    second = follow_up(first, reply)
+    text, prompt_tokens, cached = turn(second, "a")
+    assert first_prompt <= cached < prompt_tokens
+
+    supervisor.stop()  # a runner that never saw this conversation
+    assert turn(second, "a") == (text, prompt_tokens, 0), "greedy text as without the cache"
+
+
+def test_a_new_conversation_may_start_from_the_same_persons_prompt_only():
+    first = opening("apples")
+    reply, first_prompt, _ = turn(first, "ann.1")
+    # An API client sends the whole history again, as a new conversation.
+    assert turn(follow_up(first, reply), "ann.2")[2] >= first_prompt
+    assert turn(first, "bob.3")[2] == 0
+
+
+def test_a_forgotten_conversation_leaves_nothing_kept_nor_in_the_context():
+    first = opening("apples")
+    turn(first, "a")
+    turn(opening("boats"), "b")
+    assert prompts_held() == 2  # "a" kept aside, "b" in the context
+    supervisor.forget(["a", "b"])
+    assert prompts_held() == 0
+    assert turn(first, "a")[2] == 0
+
+
+def test_kept_prompts_beyond_the_memory_budget_go_least_recently_used_first():
+    # Each opening is about 170 tokens: 4 MB of KV cache kept aside.
+    budget_mb = 200 + 6  # the model, and room for one conversation's prompt
+    apples, boats = opening("apples"), opening("boats")
+    apples_reply, _, _ = turn(apples, "a", budget_mb)
+    boats_reply, boats_prompt, _ = turn(boats, "b", budget_mb)  # keeps "a"
+    turn(opening("clouds"), "c", budget_mb)  # keeps "b", drops "a"
+    assert prompts_held() == 2
+    assert turn(follow_up(boats, boats_reply), "b", budget_mb)[2] >= boats_prompt
+    assert turn(follow_up(apples, apples_reply), "a", budget_mb)[2] == 0
 
 
 # --- Crashes ----------------------------------------------------------------------------

@@ -201,7 +201,7 @@ def reply(spec: LoadSpec, *parts: dict) -> tuple[str, int, int]:
         max_tokens=8,
         temperature=0.0,
     )
-    *texts, (prompt_tokens, completion_tokens) = supervisor.generate(request, cancelled=lambda: False)
+    *texts, (prompt_tokens, completion_tokens, _) = supervisor.generate(request, cancelled=lambda: False)
     return "".join(texts), prompt_tokens, completion_tokens
 
 
