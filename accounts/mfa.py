@@ -29,14 +29,18 @@ def mfa_required_for(user) -> bool:
     return user.is_authenticated and mfa_requirement_covers(instance_settings_get().mfa_required, user)
 
 
+def _factors(user):
+    return Authenticator.objects.filter(user_id=user.pk, type__in=SECOND_FACTORS)
+
+
 def mfa_factors_of(user) -> int:
     """How many second factors ``user`` has set up (an authenticator app, passkeys)."""
-    return Authenticator.objects.filter(user_id=user.pk, type__in=SECOND_FACTORS).count()
+    return _factors(user).count()
 
 
 def mfa_missing(user) -> bool:
     """Signed in, required to have a second factor by the instance, and without one."""
-    return mfa_required_for(user) and mfa_factors_of(user) == 0
+    return mfa_required_for(user) and not _factors(user).exists()
 
 
 def mfa_secrets_rotate(rotate: Callable[[str], str]) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib import admin
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -81,8 +82,10 @@ def operations_context(user: User) -> dict:
         context["requests_overdue"] = open_requests.filter(deadline_at__lt=timezone.now()).count()
     if user.has_perm("accounts.view_user"):
         context["people"] = {
-            "active": User.objects.filter(is_active=True).count(),
-            "deactivated": User.objects.filter(is_active=False).count(),
+            **User.objects.aggregate(
+                active=Count("pk", filter=Q(is_active=True)),
+                deactivated=Count("pk", filter=Q(is_active=False)),
+            ),
             "invitations": invitation_usable().count(),
             "can_invite": user.has_perm(f"accounts.add_{Invitation._meta.model_name}"),
         }

@@ -289,7 +289,10 @@ class ModelCache:
             )
 
     def _used(self) -> int:
-        return sum(spec.memory_bytes for spec, _ in self._loaded) + self._states_bytes()
+        return self._models_bytes() + self._states_bytes()
+
+    def _models_bytes(self) -> int:
+        return sum(spec.memory_bytes for spec, _ in self._loaded)
 
     def _states_bytes(self) -> int:
         return sum(state.nbytes for state in self._states.values())
@@ -297,8 +300,10 @@ class ModelCache:
     def _states_drop(self, until_used: int) -> None:
         """Drop kept prompts, least recently used first, until at most ``until_used`` bytes
         are in use; call with the lock held."""
-        while self._states and self._used() > until_used:
-            self._states.popitem(last=False)
+        used = self._used()
+        while self._states and used > until_used:
+            _, state = self._states.popitem(last=False)
+            used -= state.nbytes
 
     @contextlib.contextmanager
     def in_use(self, spec: LoadSpec, config: RuntimeConfig, limits: Limits) -> Iterator[LoadedModel]:
@@ -339,7 +344,7 @@ class ModelCache:
         outgoing = None
         if loaded.context_owner and llama.n_tokens:
             with self._lock:
-                room = budget - sum(spec.memory_bytes for spec, _ in self._loaded)
+                room = budget - self._models_bytes()
             outgoing = _state_save(llama, at_most=room)
         with self._lock:
             # Taken first: in the context, its memory is the model's own (its KV cache).

@@ -48,7 +48,7 @@ from .replies import (
     message_publish,
     message_rewrite,
     message_send,
-    reply_regenerate,
+    reply_start,
 )
 from .uploads import image_reencode, upload_save
 
@@ -485,14 +485,14 @@ def chat_image_send(
 @transaction.atomic
 def chat_reply_regenerate(*, conversation: Conversation, message_id: int) -> Message:
     """Regenerate in a chat: the reply to an ``/image`` message is a new image, any other
-    reply is written again by the chat model (``reply_regenerate``)."""
+    reply is written again by the chat model (as ``reply_regenerate`` does)."""
     conversation = conversation_lock_idle(conversation)
     asked = conversation.messages.filter(role=Role.USER, id__lt=message_id).order_by("-id").first()
     prompt = _image_command(asked.content) if asked is not None else None
-    if prompt is None:
-        return reply_regenerate(conversation=conversation, message_id=message_id)
     choice = model_choose(user=conversation.owner, model_id=conversation.model)
     last_reply_remove(conversation=conversation, message_id=message_id)
+    if prompt is None:
+        return reply_start(conversation, choice)
     return _image_reply_start(conversation, choice, prompt)
 
 
