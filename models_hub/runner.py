@@ -9,18 +9,17 @@ carries what it needs (``models_hub.runner_protocol``).
 Loading a GGUF takes time, so a model is loaded on first use and kept while the loaded models
 fit the memory budget: loading one more unloads the least recently used idle ones, a model in
 use is never unloaded, and one idle for the request's ``idle_unload_s`` (or whose file is gone)
-is unloaded by a janitor thread. llama.cpp contexts are not thread-safe: one generation at a
-time per loaded model, for now.
+is unloaded by a janitor thread.
 
-A model's context keeps the last conversation's evaluated prompt, so its next turn evaluates
-only the new tokens. When another conversation takes the model, the outgoing one's prompt
-(its tokens and their KV cache) is copied out and kept under the request's
-``prompt_cache_key`` (``ModelCache.context_switch``), and copied back on its next turn; one
-with none kept starts from the context only if that holds the same person's. Kept prompts
+A text model writes up to ``LoadSpec.parallel`` replies at once, decoded together by its
+``models_hub.batching.Decoder``, whose slots keep each conversation's evaluated prompt for its
+next turn. A conversation whose slot is needed for another is copied out and kept here under
+its ``prompt_cache_key`` (``PromptStore``), and copied back on its next turn. Kept prompts
 count against the memory budget: they are the first to go when a model needs room, least
 recently used first, and go when idle as long as a model would. Derived from a person's
-words, they also go, with the live context, when the conversation is deleted ("forget").
-Vision models keep nothing: their handler evaluates every prompt afresh.
+words, they also go, with the slot that holds one, when the conversation is deleted
+("forget"). A vision model writes one reply at a time and keeps nothing: its handler
+evaluates every prompt afresh, and its context is emptied after each reply.
 
     python -m models_hub.runner serve FD   serve requests on the socket FD (the supervisor)
     python -m models_hub.runner probe      one load, prompt and decode, JSON in on stdin, out on stdout
@@ -30,7 +29,6 @@ Vision models keep nothing: their handler evaluates every prompt afresh.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -38,12 +36,10 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from .runner_protocol import (
     ERROR_CONTEXT,
@@ -60,6 +56,9 @@ from .runner_protocol import (
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from .batching import Decoder, PromptState
 
 MIB = 1024 * 1024
 # Deleted conversations remembered, so that a reply still being written for one when it was
@@ -91,35 +90,48 @@ def _fault(stage: str, config: RuntimeConfig) -> None:
 
 
 @contextlib.contextmanager
-def _model_params(config: RuntimeConfig) -> Iterator[None]:
-    # llama-cpp-python's Llama() takes no argument for ``use_extra_bufts``: it fills the
-    # struct from llama_model_default_params() inside __init__. Loads are serialised by
-    # ModelCache._lock, so swapping that function for the duration of one load is safe.
+def _default_params(config: RuntimeConfig, sequences: int) -> Iterator[None]:
+    # llama-cpp-python's Llama() takes no argument for ``use_extra_bufts`` nor for the number
+    # of sequences: it fills the structs from llama_model_default_params() and
+    # llama_context_default_params() inside __init__. Loads are serialised by
+    # ModelCache._lock, so swapping those functions for the duration of one load is safe.
     import llama_cpp
 
-    original = llama_cpp.llama_cpp.llama_model_default_params
+    model_defaults = llama_cpp.llama_cpp.llama_model_default_params
+    context_defaults = llama_cpp.llama_cpp.llama_context_default_params
 
-    def with_config():
-        params = original()
+    def model_params():
+        params = model_defaults()
         params.use_extra_bufts = config.use_extra_bufts
         return params
 
-    llama_cpp.llama_cpp.llama_model_default_params = with_config
+    def context_params():
+        params = context_defaults()
+        params.n_seq_max = sequences
+        params.kv_unified = False  # each sequence its own window: conversations share little
+        return params
+
+    llama_cpp.llama_cpp.llama_model_default_params = model_params
+    llama_cpp.llama_cpp.llama_context_default_params = context_params
     try:
         yield
     finally:
-        llama_cpp.llama_cpp.llama_model_default_params = original
+        llama_cpp.llama_cpp.llama_model_default_params = model_defaults
+        llama_cpp.llama_cpp.llama_context_default_params = context_defaults
 
 
 def load(spec: LoadSpec, config: RuntimeConfig) -> Llama:
+    """The model with ``config``; a text model's context has ``spec.parallel`` sequences of
+    ``spec.n_ctx`` tokens each."""
     from llama_cpp import Llama
 
     _fault("load", config)
     spec = config.applied_to(spec)
-    with _model_params(config):
+    sequences = 1 if spec.projector_path else max(1, spec.parallel)
+    with _default_params(config, sequences):
         llama = Llama(
             model_path=spec.path,
-            n_ctx=spec.n_ctx,
+            n_ctx=spec.n_ctx * sequences,
             n_threads=spec.n_threads,
             n_threads_batch=spec.n_threads,
             n_gpu_layers=spec.n_gpu_layers,
@@ -128,18 +140,22 @@ def load(spec: LoadSpec, config: RuntimeConfig) -> Llama:
         )
     if spec.projector_path:
         llama.chat_handler = _vision_handler(llama, spec)
-    elif spec.chat_template:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        # The template's BOS/EOS tokens come from the vocabulary, known once loaded.
-        eos, bos = llama.token_eos(), llama.token_bos()
-        llama.chat_handler = Jinja2ChatFormatter(
-            template=spec.chat_template,
-            eos_token=llama.detokenize([eos], special=True).decode(errors="ignore"),
-            bos_token=llama.detokenize([bos], special=True).decode(errors="ignore"),
-            stop_token_ids=[eos],
-        ).to_chat_handler()
     return llama
+
+
+def chat_formatter(llama: Llama, spec: LoadSpec) -> Jinja2ChatFormatter:
+    """How a text model's prompt is written: the admin's template, else the file's own."""
+    from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
+
+    template = spec.chat_template or llama.metadata.get("tokenizer.chat_template") or CHATML_CHAT_TEMPLATE
+    # The template's BOS/EOS tokens come from the vocabulary, known once loaded.
+    eos, bos = llama.token_eos(), llama.token_bos()
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=llama.detokenize([eos], special=True).decode(errors="ignore"),
+        bos_token=llama.detokenize([bos], special=True).decode(errors="ignore"),
+        stop_token_ids=[eos],
+    )
 
 
 DATA_URI_PREFIX = "data:image/"
@@ -187,64 +203,47 @@ ModelKey = tuple[LoadSpec, RuntimeConfig]
 
 
 class LoadedModel:
-    def __init__(self, key: ModelKey, llama: Llama) -> None:
+    def __init__(self, key: ModelKey, llama: Llama, prompts: _ModelPrompts) -> None:
         self.key = key
         self.spec = key[0]
         self.llama = llama
-        self.lock = threading.Lock()  # held while generating or touching the context
+        self.prompts = prompts
         self.users = 0  # generations and token counts holding it; > 0: never unloaded
+        self.replies = 0  # generations asked of it: being written, or waiting for a slot
         self.last_used = time.monotonic()
-        self.context_owner = ""  # the prompt cache key of the conversation the context holds
+        # A text model's replies are decoded together; a vision model's one at a time.
+        self.decoder: Decoder | None = None
+        self.lock = threading.Lock()  # held while a vision model generates
+        if not self.spec.projector_path:
+            from .batching import Decoder
+
+            self.decoder = Decoder(
+                llama, chat_formatter(llama, self.spec), max(1, self.spec.parallel), prompts
+            )
+
+    def close(self) -> None:
+        if self.decoder is not None:
+            self.decoder.close()
+        self.llama.close()
 
 
-@dataclass(slots=True)
-class PromptState:
-    """A conversation's evaluated tokens and their KV cache, copied out of a context."""
+class _ModelPrompts:
+    """One loaded model's side of the kept prompts (``batching.PromptStore``)."""
 
-    tokens: np.ndarray
-    kv: ctypes.Array  # llama.cpp's serialised state of sequence 0
-    kv_bytes: int
-    last_used: float = field(default_factory=time.monotonic)
+    def __init__(self, cache: ModelCache, key: ModelKey, budget: int) -> None:
+        self._cache, self._key, self.budget = cache, key, budget
 
-    @property
-    def nbytes(self) -> int:
-        return self.tokens.nbytes + ctypes.sizeof(self.kv)
+    def prompt_room(self) -> int:
+        return self._cache.prompt_room(self.budget)
 
+    def prompt_keep(self, cache_key: str, state: PromptState) -> None:
+        self._cache.prompt_keep(self._key, cache_key, state, self.budget)
 
-def _state_save(llama: Llama, at_most: int) -> PromptState | None:
-    """The context's prompt, unless its copy would take more than ``at_most`` bytes."""
-    import llama_cpp
+    def prompt_take(self, cache_key: str) -> PromptState | None:
+        return self._cache.prompt_take(self._key, cache_key)
 
-    ctx = llama._ctx.ctx
-    size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-    if size + llama.n_tokens * llama.input_ids.itemsize > at_most:
-        return None
-    kv = (ctypes.c_uint8 * size)()
-    written = llama_cpp.llama_state_seq_get_data(ctx, kv, size, 0)
-    return PromptState(tokens=llama.input_ids[: llama.n_tokens].copy(), kv=kv, kv_bytes=written)
-
-
-def _state_load(llama: Llama, state: PromptState) -> None:
-    import llama_cpp
-
-    llama._ctx.kv_cache_seq_rm(0, 0, -1)
-    if llama_cpp.llama_state_seq_set_data(llama._ctx.ctx, state.kv, state.kv_bytes, 0) != state.kv_bytes:
-        _context_clear(llama)  # the whole prompt is evaluated again
-        return
-    llama.input_ids[: len(state.tokens)] = state.tokens
-    llama.n_tokens = len(state.tokens)
-    llama._requires_eval = True  # the logits are not restored: the prompt's last token is evaluated again
-
-
-def _person(cache_key: str) -> str:
-    return cache_key.partition(".")[0]
-
-
-def _context_clear(llama: Llama) -> None:
-    """Nothing of any conversation left in the context: its tokens and KV cache zeroed."""
-    llama.reset()
-    llama._ctx.kv_cache_clear()
-    llama.input_ids.fill(0)
+    def is_forgotten(self, cache_key: str) -> bool:
+        return self._cache.is_forgotten(cache_key)
 
 
 class ModelCache:
@@ -262,7 +261,7 @@ class ModelCache:
 
     def _unload(self, key: ModelKey) -> None:
         """Call with the lock held."""
-        self._loaded.pop(key).llama.close()
+        self._loaded.pop(key).close()
         for state_key in [k for k in self._states if k[0] == key]:
             del self._states[state_key]
         self._on_change()
@@ -306,7 +305,9 @@ class ModelCache:
             used -= state.nbytes
 
     @contextlib.contextmanager
-    def in_use(self, spec: LoadSpec, config: RuntimeConfig, limits: Limits) -> Iterator[LoadedModel]:
+    def in_use(
+        self, spec: LoadSpec, config: RuntimeConfig, limits: Limits, reply: bool = False
+    ) -> Iterator[LoadedModel]:
         key = (spec, config)
         with self._lock:
             if limits.idle_unload_s != self.idle_unload_s:
@@ -315,67 +316,51 @@ class ModelCache:
             loaded = self._loaded.get(key)
             if loaded is None:
                 self._make_room(spec, limits.memory_budget)
-                loaded = self._loaded[key] = LoadedModel(key, load(spec, config))
+                prompts = _ModelPrompts(self, key, limits.memory_budget)
+                loaded = self._loaded[key] = LoadedModel(key, load(spec, config), prompts)
+            loaded.prompts.budget = limits.memory_budget
             self._loaded.move_to_end(key)
             loaded.users += 1
+            loaded.replies += reply
         self._on_change()
         try:
             yield loaded
         finally:
             with self._lock:
                 loaded.users -= 1
+                loaded.replies -= reply
                 loaded.last_used = time.monotonic()
             self._on_change()
 
-    # --- Kept prompts ------------------------------------------------------------------
+    # --- Kept prompts (batching.PromptStore, for each loaded model) --------------------
 
-    def context_switch(self, loaded: LoadedModel, cache_key: str, budget: int) -> None:
-        """Before a generation for the conversation ``cache_key`` on ``loaded`` (its lock held):
-        keep the prompt of the conversation its context holds, and bring this one's back. Without
-        one kept, only the same person's prompt in the context may start it: nobody's reply
-        comes faster for having the same words as someone else's."""
-        self.context_release(loaded)
-        if loaded.context_owner == cache_key:
-            return
-        if loaded.spec.projector_path:  # the vision handler evaluates every prompt afresh
-            loaded.context_owner = cache_key
-            return
-        llama = loaded.llama
-        outgoing = None
-        if loaded.context_owner and llama.n_tokens:
-            with self._lock:
-                room = budget - self._models_bytes()
-            outgoing = _state_save(llama, at_most=room)
+    def prompt_room(self, budget: int) -> int:
         with self._lock:
-            # Taken first: in the context, its memory is the model's own (its KV cache).
-            incoming = self._states.pop((loaded.key, cache_key), None)
-            if outgoing is not None and loaded.context_owner not in self._forgotten:
-                self._states_drop(budget - outgoing.nbytes)
-                if self._used() + outgoing.nbytes <= budget:
-                    self._states[(loaded.key, loaded.context_owner)] = outgoing
-        if incoming is not None:
-            _state_load(llama, incoming)
-        elif _person(loaded.context_owner) != _person(cache_key):
-            llama.reset()
-        loaded.context_owner = cache_key
+            return budget - self._models_bytes()
+
+    def prompt_keep(self, key: ModelKey, cache_key: str, state: PromptState, budget: int) -> None:
+        with self._lock:
+            if cache_key in self._forgotten or key not in self._loaded:
+                return
+            self._states_drop(budget - state.nbytes)
+            if self._used() + state.nbytes <= budget:
+                self._states[(key, cache_key)] = state
         self._on_change()
 
-    def context_release(self, loaded: LoadedModel) -> None:
-        """After a generation on ``loaded`` (its lock held): a conversation deleted meanwhile
-        leaves nothing in the context."""
+    def prompt_take(self, key: ModelKey, cache_key: str) -> PromptState | None:
         with self._lock:
-            forgotten = loaded.context_owner in self._forgotten
-        if forgotten:
-            self.context_clear(loaded)
+            state = self._states.pop((key, cache_key), None)
+        if state is not None:
+            self._on_change()
+        return state
 
-    def context_clear(self, loaded: LoadedModel) -> None:
-        """Empty the context of ``loaded`` (its lock held)."""
-        _context_clear(loaded.llama)
-        loaded.context_owner = ""
+    def is_forgotten(self, cache_key: str) -> bool:
+        with self._lock:
+            return cache_key in self._forgotten
 
     def forget(self, cache_keys: list[str]) -> None:
-        """Drop what is kept of these conversations: their kept prompts now, and on a thread
-        the context of a model that holds one (once its generation ends)."""
+        """Drop what is kept of these conversations: their kept prompts now, and the slots
+        that hold one as soon as no reply is being written in them."""
         with self._lock:
             for cache_key in cache_keys:
                 self._forgotten[cache_key] = None
@@ -384,22 +369,10 @@ class ModelCache:
                 self._forgotten.popitem(last=False)
             for state_key in [k for k in self._states if k[1] in self._forgotten]:
                 del self._states[state_key]
-            holding = [m for m in self._loaded.values() if m.context_owner in self._forgotten]
-            for loaded in holding:
-                loaded.users += 1  # not unloaded while its context is cleared
+            decoders = [m.decoder for m in self._loaded.values() if m.decoder is not None]
+        for decoder in decoders:
+            decoder.forget()
         self._on_change()
-        if holding:
-            threading.Thread(target=self._contexts_release, args=(holding,), daemon=True).start()
-
-    def _contexts_release(self, holding: list[LoadedModel]) -> None:
-        try:
-            for loaded in holding:
-                with loaded.lock:
-                    self.context_release(loaded)
-        finally:
-            with self._lock:
-                for loaded in holding:
-                    loaded.users -= 1
 
     def unload_idle(self, now: float | None = None) -> int:
         """Unload models idle for longer than ``idle_unload_s``, and those whose file is gone;
@@ -440,18 +413,26 @@ class ModelCache:
             ]
 
     def _prompts_summary(self, loaded: LoadedModel) -> dict:
-        """How many conversations' prompts it holds (kept aside, or in its context) and the
-        bytes kept aside; call with the lock held."""
+        """Its slots, the replies it is writing and those waiting for a slot, how many
+        conversations' prompts it holds (kept aside, or in its slots) and the bytes kept aside;
+        call with the lock held."""
         kept = [state for (key, _), state in self._states.items() if key == loaded.key]
-        live = loaded.context_owner and loaded.context_owner not in self._forgotten
-        return {"prompts_held": len(kept) + bool(live), "prompts_kept_bytes": sum(s.nbytes for s in kept)}
+        parallel = 1 if loaded.decoder is None else loaded.decoder.parallel
+        live = 0 if loaded.decoder is None else loaded.decoder.conversations_held()
+        return {
+            "parallel": parallel,
+            "active": min(loaded.replies, parallel),
+            "waiting": max(loaded.replies - parallel, 0),
+            "prompts_held": len(kept) + live,
+            "prompts_kept_bytes": sum(s.nbytes for s in kept),
+        }
 
     def close(self) -> None:
         # Free llama.cpp memory while the interpreter is still whole: left to garbage
         # collection at exit, llama-cpp-python's finalisers fail noisily.
         with self._lock:
             for loaded in self._loaded.values():
-                loaded.llama.close()
+                loaded.close()
             self._loaded.clear()
 
 
@@ -459,18 +440,17 @@ def _size(n: int) -> str:
     return f"{n / MIB:.1f}\u00a0MB"
 
 
-def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
-    n = min(len(a), len(b))
-    differ = np.flatnonzero(a[:n] != b[:n])
-    return int(differ[0]) if len(differ) else n
+def _context_clear(llama: Llama) -> None:
+    """Nothing of any conversation left in the context: its tokens and KV cache zeroed."""
+    llama.reset()
+    llama._ctx.kv_cache_clear()
+    llama.input_ids.fill(0)
 
 
-def generate(llama: Llama, request: GenerateRequest, cancelled) -> Iterator[str | tuple[int, int, int]]:
-    """The reply's pieces of text, then (prompt tokens, completion tokens, prompt tokens
-    that were already in the context and not evaluated again)."""
-    in_context = llama.input_ids[: llama.n_tokens].copy()
-    prompt_tokens: int | None = None
-    cached_tokens = 0
+def generate_one(
+    llama: Llama, request: GenerateRequest, emit: Callable[[str], None], cancelled
+) -> tuple[int, int, int]:
+    """A vision model's reply, through its chat handler: (prompt tokens, completion tokens, 0)."""
     finish_reason = None
     chunks = llama.create_chat_completion(
         messages=request.messages,
@@ -481,28 +461,24 @@ def generate(llama: Llama, request: GenerateRequest, cancelled) -> Iterator[str 
         top_p=0.95 if request.top_p is None else request.top_p,  # llama-cpp-python's default
         stop=list(request.stop) or None,
     )
+    prompt_tokens: int | None = None
     with contextlib.closing(chunks):
         for chunk in chunks:
             if prompt_tokens is None:
-                # The prompt is evaluated and the first token not yet: the context
-                # holds exactly the prompt.
-                prompt_tokens = llama.n_tokens
-                # llama.cpp evaluates the prompt from where it differs from the context, and
-                # at least its last token (for the logits).
-                reused = _common_prefix(in_context, llama.input_ids[:prompt_tokens])
-                cached_tokens = min(reused, prompt_tokens - 1)
+                prompt_tokens = llama.n_tokens  # the prompt is evaluated, the first token not yet
             choice = chunk["choices"][0]
             finish_reason = choice.get("finish_reason") or finish_reason
             text = choice["delta"].get("content")
             if text:
-                yield text
+                emit(text)
             if cancelled():
                 break
-    if prompt_tokens is not None:
-        # Every generated token but the newest is evaluated into the context. When the
-        # model chose to stop, its newest token is the end-of-turn marker, not part of the reply.
-        evaluated = llama.n_tokens - prompt_tokens
-        yield prompt_tokens, max(evaluated + (0 if finish_reason == "stop" else 1), 0), max(cached_tokens, 0)
+    if prompt_tokens is None:
+        return 0, 0, 0
+    # Every generated token but the newest is evaluated into the context. When the model
+    # chose to stop, its newest token is the end-of-turn marker, not part of the reply.
+    evaluated = llama.n_tokens - prompt_tokens
+    return prompt_tokens, max(evaluated + (0 if finish_reason == "stop" else 1), 0), 0
 
 
 class Runner:
@@ -552,22 +528,22 @@ class Runner:
             self._cancelled.discard(request_id)
 
     def _generate(self, request_id: int, request: GenerateRequest) -> None:
-        with self.models.in_use(request.spec, request.config, request.limits) as loaded, loaded.lock:
+        def emit(text: str) -> None:
+            self._send("token", request_id, text)
+
+        def cancelled() -> bool:
+            return request_id in self._cancelled
+
+        with self.models.in_use(request.spec, request.config, request.limits, reply=True) as loaded:
             _fault("prompt", request.config)
-            self.models.context_switch(loaded, request.prompt_cache_key, request.limits.memory_budget)
-            counts = (0, 0, 0)
-            try:
-                for piece in generate(loaded.llama, request, lambda: request_id in self._cancelled):
-                    if isinstance(piece, str):
-                        self._send("token", request_id, piece)
-                    else:
-                        counts = piece
-            except BaseException:
-                # Refused before its prompt was evaluated, the context may hold someone else's.
-                self.models.context_clear(loaded)
-                raise
-            finally:
-                self.models.context_release(loaded)
+            if loaded.decoder is not None:
+                counts = loaded.decoder.generate(request, emit, cancelled)
+            else:
+                with loaded.lock:
+                    try:
+                        counts = generate_one(loaded.llama, request, emit, cancelled)
+                    finally:
+                        _context_clear(loaded.llama)  # nothing of this conversation stays
         self._send("done", request_id, *counts)
 
     def _tokenize(self, request_id: int, request: TokenizeRequest) -> None:

@@ -50,6 +50,9 @@ class LoadSpec:
     chat_template: str  # an override of the file's own; "" keeps the file's
     memory_bytes: int
     projector_path: str = ""  # a vision model's mmproj file; "" for a model that reads text only
+    # Replies the model writes at once (continuous batching, models_hub.batching): its context
+    # holds this many sequences of ``n_ctx`` tokens each. A vision model writes one at a time.
+    parallel: int = 1
 
 
 @dataclass(frozen=True, slots=True)

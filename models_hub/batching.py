@@ -1,0 +1,450 @@
+"""Continuous batching: one loaded text model writing several replies at once.
+
+A model loaded with ``LoadSpec.parallel`` slots has a llama.cpp context of that many
+sequences, each with the model's whole window. One thread per model, its decoder, owns the
+context. Each step it evaluates one batch that holds the next token of every reply being
+written and the next piece of every prompt being read, then samples each reply's next token
+from that reply's own row of logits, with that reply's own sampler. Replies join between steps
+and leave when they finish or are stopped, without disturbing the others. More replies than
+slots wait, and a slot that frees goes to whoever among the waiting has the fewest replies
+being written: one person's many conversations cannot hold every slot.
+
+A slot keeps its last conversation's tokens in its KV cache, so that conversation's next turn
+evaluates only what is new. A reply takes, in this order: the slot that holds its
+conversation; a slot for the conversation's prompt kept aside (see ``PromptStore``), copied
+back in; the free slot whose last conversation, the same person's, shares the longest start
+with its prompt; an empty slot; the slot least recently used. A slot handed to another
+conversation first copies its own out to the store, which keeps it while memory allows.
+Nobody's reply starts from someone else's tokens.
+
+Runs in the model runner only (it imports llama.cpp).
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import llama_cpp
+from llama_cpp._internals import LlamaSampler
+
+from .runner_protocol import GenerateRequest
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+# llama-cpp-python's own defaults for a chat completion, so that a reply samples as it did
+# when written through ``Llama.create_chat_completion``.
+_TOP_K = 40
+_MIN_P = 0.05
+_TOP_P = 0.95
+
+
+def person_of(cache_key: str) -> str:
+    """The person part of a prompt cache key ("<person>.<conversation>")."""
+    return cache_key.partition(".")[0]
+
+
+@dataclass(slots=True)
+class PromptState:
+    """A conversation's evaluated tokens and their KV cache, copied out of a slot."""
+
+    tokens: list[int]
+    kv: ctypes.Array
+    kv_bytes: int
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.tokens) * ctypes.sizeof(ctypes.c_int32) + ctypes.sizeof(self.kv)
+
+
+class PromptStore(Protocol):
+    """Where a slot's conversation goes when the slot is needed for another (the runner's
+    model cache: kept prompts count against its memory budget)."""
+
+    def prompt_room(self) -> int:
+        """Bytes a prompt copied out may take now."""
+
+    def prompt_keep(self, cache_key: str, state: PromptState) -> None: ...
+
+    def prompt_take(self, cache_key: str) -> PromptState | None: ...
+
+    def is_forgotten(self, cache_key: str) -> bool: ...
+
+
+class _Reply:
+    """One reply: its prompt, its sampler, and how far it has come."""
+
+    def __init__(
+        self, request: GenerateRequest, prompt: list[int], emit: Callable[[str], None], cancelled
+    ) -> None:
+        self.cache_key = request.prompt_cache_key
+        self.person = person_of(self.cache_key)
+        self.prompt = prompt
+        self.max_tokens = request.max_tokens
+        self.stops = [stop for stop in request.stop if stop]
+        self.emit = emit
+        self.cancelled: Callable[[], bool] = cancelled
+        self.sampler = _sampler(request)
+        self.pending: list[int] = []  # prompt tokens not yet evaluated
+        self.next_token: int | None = None  # sampled, to be evaluated in the next step
+        self.completion_tokens = 0
+        self.cached_tokens = 0
+        self.finished = False
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._held = ""  # text that may be the start of a stop string
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def take(self, piece: bytes) -> bool:
+        """Add a sampled token's bytes; answers whether a stop string ended the reply."""
+        self._held += self._utf8.decode(piece)
+        cut = min((at for at in (self._held.find(stop) for stop in self.stops) if at >= 0), default=-1)
+        if cut >= 0:
+            self._send(self._held[:cut])
+            self._held = ""
+            return True
+        keep = max((_prefix_overlap(self._held, stop) for stop in self.stops), default=0)
+        self._send(self._held[: len(self._held) - keep])
+        self._held = self._held[len(self._held) - keep :]
+        return False
+
+    def flush(self) -> None:
+        self._send(self._held + self._utf8.decode(b"", final=True))
+        self._held = ""
+
+    def _send(self, text: str) -> None:
+        if text:
+            self.emit(text)
+
+    def counts(self) -> tuple[int, int, int]:
+        return len(self.prompt), self.completion_tokens, self.cached_tokens
+
+
+def _prefix_overlap(text: str, stop: str) -> int:
+    """The length of the longest end of ``text`` that begins ``stop`` (shorter than it)."""
+    for length in range(min(len(text), len(stop) - 1), 0, -1):
+        if text.endswith(stop[:length]):
+            return length
+    return 0
+
+
+def _sampler(request: GenerateRequest) -> LlamaSampler:
+    sampler = LlamaSampler()
+    if request.temperature == 0:
+        sampler.add_greedy()
+        return sampler
+    sampler.add_top_k(_TOP_K)
+    sampler.add_top_p(_TOP_P if request.top_p is None else request.top_p, 1)
+    sampler.add_min_p(_MIN_P, 1)
+    sampler.add_temp(request.temperature)
+    sampler.add_dist(llama_cpp.LLAMA_DEFAULT_SEED if request.seed is None else request.seed)
+    return sampler
+
+
+@dataclass(slots=True, eq=False)
+class _Slot:
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)  # what its KV cache holds, in order
+    owner: str = ""  # the prompt cache key of the conversation those tokens are
+    reply: _Reply | None = None
+    last_used: float = 0.0
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class Decoder:
+    """The replies one loaded text model is writing, decoded together on one thread."""
+
+    def __init__(
+        self, llama: Llama, formatter: Jinja2ChatFormatter, parallel: int, store: PromptStore
+    ) -> None:
+        self._llama = llama
+        self._formatter = formatter
+        self._store = store
+        self._ctx = llama._ctx.ctx
+        self._vocab = llama._model.vocab
+        self._slots = [_Slot(seq_id) for seq_id in range(parallel)]
+        self._n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(self._ctx))
+        self._n_batch = llama.n_batch
+        self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
+        self._waiting: list[_Reply] = []
+        self._forget_due = False
+        self._closed = False
+        self._wake = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="runner-decoder", daemon=True)
+        self._thread.start()
+
+    # --- From the runner's request threads ------------------------------------------------
+
+    def generate(
+        self, request: GenerateRequest, emit: Callable[[str], None], cancelled
+    ) -> tuple[int, int, int]:
+        """Write the reply, calling ``emit`` with each piece of text; answers (prompt tokens,
+        completion tokens, prompt tokens found in the slot). Blocks until it ends."""
+        reply = _Reply(request, self._prompt(request), emit, cancelled)
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("the model was unloaded")
+            self._waiting.append(reply)
+            self._wake.notify()
+        reply.done.wait()
+        if reply.error is not None:
+            raise reply.error
+        return reply.counts()
+
+    def _prompt(self, request: GenerateRequest) -> list[int]:
+        formatted = self._formatter(messages=request.messages)
+        prompt = self._llama.tokenize(
+            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+        )
+        if len(prompt) >= self._n_ctx_seq:
+            # ValueError: the runner's word for "does not fit the context" (ERROR_CONTEXT).
+            raise ValueError(f"Requested tokens ({len(prompt)}) exceed context window of {self._n_ctx_seq}")
+        return prompt
+
+    def forget(self) -> None:
+        """Some conversations were forgotten (``PromptStore.is_forgotten``): empty their slots
+        as soon as no reply is being written in them."""
+        with self._wake:
+            self._forget_due = True
+            self._wake.notify()
+
+    @property
+    def parallel(self) -> int:
+        return len(self._slots)
+
+    def conversations_held(self) -> int:
+        """Conversations whose tokens are in a slot (read without the decoder's lock: a
+        figure for a summary)."""
+        return sum(bool(s.owner) and not self._store.is_forgotten(s.owner) for s in self._slots)
+
+    def close(self) -> None:
+        """Stop the decoder; replies still waiting or being written fail."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join()
+        llama_cpp.llama_batch_free(self._batch)
+
+    # --- On the decoder's thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not (self._closed or self._waiting or self._forget_due or self._writing()):
+                    self._wake.wait()
+                if self._closed:
+                    break
+                admitted = self._admit()
+                forget_due, self._forget_due = self._forget_due, False
+            try:
+                for slot, reply in admitted:
+                    self._seat(slot, reply)
+                if forget_due:
+                    self._empty_forgotten()
+                if self._writing():
+                    self._step()
+            except Exception as exc:  # noqa: BLE001 - every reply in the batch hears of it
+                self._fail_all(exc)
+        self._fail_all(RuntimeError("the model was unloaded"))
+        with self._wake:
+            waiting, self._waiting = self._waiting, []
+        for reply in waiting:
+            reply.error = RuntimeError("the model was unloaded")
+            reply.done.set()
+
+    def _writing(self) -> bool:
+        return any(slot.reply is not None for slot in self._slots)
+
+    def _admit(self) -> list[tuple[_Slot, _Reply]]:
+        """Waiting replies given the free slots, fairly between people; call with the lock held."""
+        free = [slot for slot in self._slots if slot.reply is None]
+        writing: dict[str, int] = {}
+        for slot in self._slots:
+            if slot.reply is not None:
+                writing[slot.reply.person] = writing.get(slot.reply.person, 0) + 1
+        admitted: list[tuple[_Slot, _Reply]] = []
+        while free and self._waiting:
+            # The earliest waiting reply of someone with the fewest replies being written.
+            reply = min(self._waiting, key=lambda r: writing.get(r.person, 0))
+            self._waiting.remove(reply)
+            writing[reply.person] = writing.get(reply.person, 0) + 1
+            slot = self._slot_for(reply, free)
+            free.remove(slot)
+            slot.reply = reply  # taken now, seated (its KV cache prepared) outside the lock
+            admitted.append((slot, reply))
+        return admitted
+
+    def _slot_for(self, reply: _Reply, free: list[_Slot]) -> _Slot:
+        for slot in free:
+            if reply.cache_key and slot.owner == reply.cache_key:
+                return slot
+
+        def preference(slot: _Slot) -> tuple[int, bool, float]:
+            shared = _common_prefix(slot.tokens, reply.prompt) if self._same_person(slot, reply) else 0
+            return (-shared, bool(slot.owner), slot.last_used)
+
+        return min(free, key=preference)
+
+    @staticmethod
+    def _same_person(slot: _Slot, reply: _Reply) -> bool:
+        return bool(slot.owner and reply.cache_key) and person_of(slot.owner) == reply.person
+
+    def _seat(self, slot: _Slot, reply: _Reply) -> None:
+        """Prepare ``slot``'s KV cache for ``reply``: its own conversation's tokens, or a
+        start shared with the same person's, or nothing."""
+        if slot.owner != reply.cache_key or not reply.cache_key:
+            incoming = self._store.prompt_take(reply.cache_key) if reply.cache_key else None
+            self._vacate(slot)
+            if incoming is not None:
+                self._state_load(slot, incoming)
+            elif not self._same_person(slot, reply):
+                self._clear(slot)
+            slot.owner = reply.cache_key
+        # At least the prompt's last token is evaluated: its logits give the first token.
+        reused = min(_common_prefix(slot.tokens, reply.prompt), len(reply.prompt) - 1)
+        llama_cpp.llama_memory_seq_rm(self._memory(), slot.seq_id, reused, -1)
+        del slot.tokens[reused:]
+        reply.cached_tokens = reused
+        reply.pending = reply.prompt[reused:]
+        if reply.max_tokens <= 0:
+            reply.max_tokens = self._n_ctx_seq
+        if reply.cache_key and self._store.is_forgotten(reply.cache_key):
+            reply.cache_key = ""  # deleted before it started: its tokens go when it ends
+
+    def _vacate(self, slot: _Slot) -> None:
+        """Copy the slot's conversation out to the store, where memory allows."""
+        if not slot.owner or not slot.tokens or self._store.is_forgotten(slot.owner):
+            return
+        size = llama_cpp.llama_state_seq_get_size(self._ctx, slot.seq_id)
+        if size + len(slot.tokens) * ctypes.sizeof(ctypes.c_int32) > self._store.prompt_room():
+            return
+        kv = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self._ctx, kv, size, slot.seq_id)
+        self._store.prompt_keep(slot.owner, PromptState(tokens=list(slot.tokens), kv=kv, kv_bytes=written))
+
+    def _state_load(self, slot: _Slot, state: PromptState) -> None:
+        self._clear(slot)
+        if (
+            llama_cpp.llama_state_seq_set_data(self._ctx, state.kv, state.kv_bytes, slot.seq_id)
+            == state.kv_bytes
+        ):
+            slot.tokens = list(state.tokens)
+        else:
+            self._clear(slot)  # evaluated again from the start
+
+    def _clear(self, slot: _Slot) -> None:
+        llama_cpp.llama_memory_seq_rm(self._memory(), slot.seq_id, 0, -1)
+        slot.tokens = []
+
+    def _memory(self):
+        return llama_cpp.llama_get_memory(self._ctx)
+
+    def _empty_forgotten(self) -> None:
+        for slot in self._slots:
+            if slot.reply is None and slot.owner and self._store.is_forgotten(slot.owner):
+                self._clear(slot)
+                slot.owner = ""
+
+    def _step(self) -> None:
+        """One batch: every writing reply's next token, then prompt pieces while room is left."""
+        batch = self._batch
+        batch.n_tokens = 0
+        sample_at: list[tuple[_Slot, int]] = []  # which batch row's logits each reply samples
+        writing = [s for s in self._slots if s.reply is not None and s.reply.next_token is not None]
+        reading = [s for s in self._slots if s.reply is not None and s.reply.pending]
+        for slot in writing:
+            assert slot.reply is not None and slot.reply.next_token is not None
+            sample_at.append((slot, self._add(slot.reply.next_token, len(slot.tokens), slot.seq_id, True)))
+        chunks: list[tuple[_Slot, list[int]]] = []
+        room = self._n_batch - len(writing)
+        for slot in reading:
+            assert slot.reply is not None
+            if room <= 0:
+                break
+            chunk = slot.reply.pending[:room]
+            last = len(chunk) == len(slot.reply.pending)
+            for i, token in enumerate(chunk):
+                row = self._add(token, len(slot.tokens) + i, slot.seq_id, last and i == len(chunk) - 1)
+            if last:
+                sample_at.append((slot, row))
+            chunks.append((slot, chunk))
+            room -= len(chunk)
+        returned = llama_cpp.llama_decode(self._ctx, batch)
+        if returned != 0:
+            raise RuntimeError(f"llama_decode returned {returned}")
+        for slot in writing:
+            assert slot.reply is not None and slot.reply.next_token is not None
+            slot.tokens.append(slot.reply.next_token)
+            slot.reply.next_token = None
+        for slot, chunk in chunks:
+            assert slot.reply is not None
+            slot.tokens.extend(chunk)
+            del slot.reply.pending[: len(chunk)]
+        for slot, row in sample_at:
+            reply = slot.reply
+            assert reply is not None
+            token = reply.sampler.sample(self._llama._ctx, row)
+            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                self._finish(slot)
+                continue
+            reply.completion_tokens += 1
+            stopped = reply.take(self._llama.detokenize([token]))
+            full = reply.completion_tokens >= reply.max_tokens or len(slot.tokens) + 1 >= self._n_ctx_seq
+            if stopped or full:
+                self._finish(slot)
+            else:
+                reply.next_token = token
+        for slot in self._slots:
+            if slot.reply is not None and slot.reply.cancelled():
+                self._finish(slot)
+
+    def _add(self, token: int, pos: int, seq_id: int, logits: bool) -> int:
+        batch = self._batch
+        row = batch.n_tokens
+        batch.token[row] = token
+        batch.pos[row] = pos
+        batch.n_seq_id[row] = 1
+        batch.seq_id[row][0] = seq_id
+        batch.logits[row] = logits
+        batch.n_tokens = row + 1
+        return row
+
+    def _finish(self, slot: _Slot) -> None:
+        reply = slot.reply
+        assert reply is not None
+        reply.flush()
+        reply.sampler.close()
+        slot.reply = None
+        slot.last_used = time.monotonic()
+        if not reply.cache_key or self._store.is_forgotten(reply.cache_key):
+            self._clear(slot)  # nothing kept of a conversation that keeps nothing, or was deleted
+            slot.owner = ""
+        reply.done.set()
+
+    def _fail_all(self, exc: BaseException) -> None:
+        for slot in self._slots:
+            reply = slot.reply
+            if reply is None:
+                continue
+            reply.error = exc
+            reply.sampler.close()
+            slot.reply = None
+            self._clear(slot)
+            slot.owner = ""
+            reply.done.set()

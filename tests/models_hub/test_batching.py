@@ -1,0 +1,223 @@
+"""Several replies on one loaded model at once (continuous batching), with the real llama.cpp.
+
+Requests go through the real supervisor to a real runner process, as replies do; the
+bundled model writes greedily, so a reply's text is the same whenever it is written.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from models_hub.bundled import bundled_model_path
+from models_hub.runner_protocol import ERROR_CONTEXT, GenerateRequest, LoadSpec
+from models_hub.supervisor import RunnerCrashed, RunnerError, supervisor
+from tests.models_hub.test_runner import MIB, config_here, limits
+from tests.waiting import wait_until
+
+TOPICS = ("dragons", "boats", "apples", "clouds")
+
+
+@pytest.fixture(autouse=True)
+def fresh_runner():
+    supervisor.stop()
+    yield
+    supervisor.stop()
+
+
+def spec(parallel: int, n_ctx: int = 1024) -> LoadSpec:
+    return LoadSpec(
+        slug="smol",
+        path=str(bundled_model_path()),
+        n_ctx=n_ctx,
+        n_threads=2,
+        n_gpu_layers=0,
+        chat_template="",
+        memory_bytes=250 * MIB,
+        parallel=parallel,
+    )
+
+
+def story(topic: str) -> list[dict]:
+    return [{"role": "user", "content": f"Write a long story about {topic}."}]
+
+
+def request(
+    load: LoadSpec, messages: list[dict], key: str = "", max_tokens: int = 40, **extra
+) -> GenerateRequest:
+    return GenerateRequest(
+        spec=load,
+        config=config_here(),
+        limits=limits(1000),
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=0.0,
+        prompt_cache_key=key,
+        **extra,
+    )
+
+
+@dataclass
+class Stream:
+    """One reply read on a thread of its own, as a worker's task reads it."""
+
+    request: GenerateRequest
+    stop: threading.Event = field(default_factory=threading.Event)
+    texts: list[str] = field(default_factory=list)
+    counts: tuple = ()
+    error: BaseException | None = None
+    first_at: float = 0.0
+    ended_at: float = 0.0
+
+    def start(self) -> Stream:
+        self._thread = threading.Thread(target=self._read)
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        try:
+            for piece in supervisor.generate(self.request, cancelled=self.stop.is_set):
+                if isinstance(piece, str):
+                    self.first_at = self.first_at or time.monotonic()
+                    self.texts.append(piece)
+                else:
+                    self.counts = piece
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            self.error = exc
+        self.ended_at = time.monotonic()
+
+    def join(self) -> Stream:
+        self._thread.join(timeout=120)
+        assert not self._thread.is_alive()
+        return self
+
+    @property
+    def text(self) -> str:
+        return "".join(self.texts)
+
+
+def alone(req: GenerateRequest) -> Stream:
+    return Stream(req).start().join()
+
+
+def loaded_model() -> dict:
+    [model] = supervisor.call("summary")
+    return model
+
+
+def test_replies_written_together_have_the_text_each_has_alone():
+    load = spec(parallel=4)
+    by_itself = {topic: alone(request(load, story(topic))) for topic in TOPICS}
+    together = {topic: Stream(request(load, story(topic))).start() for topic in TOPICS}
+    for topic, stream in together.items():
+        stream.join()
+        assert stream.error is None
+        assert stream.text == by_itself[topic].text and len(stream.text) > 50
+        assert stream.counts[:2] == by_itself[topic].counts[:2]
+    # They were written at once: each started before the others ended.
+    assert max(s.first_at for s in together.values()) < min(s.ended_at for s in together.values())
+
+
+def test_stopping_one_reply_leaves_the_others_writing():
+    load = spec(parallel=3)
+    streams = [Stream(request(load, story(topic), max_tokens=80)).start() for topic in TOPICS[:3]]
+    wait_until(lambda: all(s.texts for s in streams), timeout=60, what="all three to start")
+    streams[0].stop.set()
+    for stream in streams:
+        stream.join()
+    stopped, *others = streams
+    assert stopped.error is None and stopped.counts[1] < 40
+    for stream, topic in zip(others, TOPICS[1:3], strict=True):
+        assert stream.error is None and stream.counts[1] == 80
+        assert stream.text == alone(request(load, story(topic), max_tokens=80)).text
+
+
+def test_a_runner_crash_fails_every_reply_in_the_batch_and_the_next_ones_work():
+    load = spec(parallel=4)
+    streams = [Stream(request(load, story(topic), max_tokens=400)).start() for topic in TOPICS]
+    wait_until(lambda: all(s.texts for s in streams), timeout=60, what="all four to start")
+    os.kill(supervisor.runner().pid, signal.SIGSEGV)
+    for stream in streams:
+        stream.join()
+        assert isinstance(stream.error, RunnerCrashed) and "SIGSEGV" in stream.error.how
+    after = [Stream(request(load, story(topic))).start() for topic in TOPICS[:2]]
+    assert all(s.join().error is None and s.text for s in after)
+
+
+def test_one_persons_many_replies_do_not_take_every_slot():
+    load = spec(parallel=2)
+    # Ann's first two replies hold both slots; her first ends long before her second.
+    anns = [
+        Stream(request(load, story(topic), key=f"ann.{i}", max_tokens=tokens)).start()
+        for i, (topic, tokens) in enumerate(zip(TOPICS[:3], (30, 150, 30), strict=True))
+    ]
+    wait_until(lambda: loaded_model()["waiting"] == 1, timeout=60, what="Ann's third reply to wait")
+    bob = Stream(request(load, story("boats"), key="bob.1", max_tokens=60)).start()
+    for stream in [*anns, bob]:
+        stream.join()
+        assert stream.error is None
+    # Bob came after Ann's third reply, and gets the first slot that frees: it goes to
+    # whoever has fewer replies being written.
+    assert bob.first_at < anns[2].first_at
+
+
+def test_the_model_says_how_many_replies_it_writes_and_holds():
+    load = spec(parallel=2)
+    streams = [
+        Stream(request(load, story(t), key=f"p{i}.c", max_tokens=200)).start()
+        for i, t in enumerate(TOPICS[:3])
+    ]
+    wait_until(
+        lambda: (loaded_model()["active"], loaded_model()["waiting"]) == (2, 1),
+        timeout=60,
+        what="two writing",
+    )
+    assert loaded_model()["parallel"] == 2
+    for stream in streams:
+        stream.join()
+    model = loaded_model()
+    assert (model["active"], model["waiting"]) == (0, 0)
+    assert model["prompts_held"] == 3  # two in the slots, the first one's copied out for the third
+
+
+def follow_up(messages: list[dict], reply: str) -> list[dict]:
+    return [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": "Say more."}]
+
+
+def test_each_conversation_keeps_its_slot_between_turns_until_it_is_forgotten():
+    load = spec(parallel=3)
+    firsts = {t: Stream(request(load, story(t), key=f"{t}.1")).start() for t in TOPICS[:3]}
+    for stream in firsts.values():
+        assert stream.join().error is None and stream.counts[2] == 0
+    # All three at once again, each continuing its own conversation from its own slot.
+    seconds = {
+        t: Stream(request(load, follow_up(story(t), s.text), key=f"{t}.1")).start() for t, s in firsts.items()
+    }
+    for topic, stream in seconds.items():
+        assert stream.join().error is None
+        assert stream.counts[2] >= firsts[topic].counts[0], "the whole first turn found in the slot"
+    supervisor.forget([f"{t}.1" for t in TOPICS[:3]])
+    wait_until(lambda: loaded_model()["prompts_held"] == 0, timeout=10, what="the slots to be emptied")
+    again = alone(request(load, follow_up(story("dragons"), firsts["dragons"].text), key="dragons.1"))
+    assert again.counts[2] == 0 and again.text == seconds["dragons"].text
+
+
+def test_a_stop_string_ends_a_batched_reply_before_it():
+    load = spec(parallel=2)
+    full = alone(request(load, story("dragons"), max_tokens=60)).text
+    word = full.split()[8]
+    cut = alone(request(load, story("dragons"), max_tokens=60, stop=(word,)))
+    assert cut.text == full[: full.index(word)]
+
+
+def test_a_prompt_longer_than_a_slot_is_refused_and_the_others_go_on():
+    load = spec(parallel=2, n_ctx=256)
+    writing = Stream(request(load, story("boats"), max_tokens=100)).start()
+    too_long = alone(request(load, [{"role": "user", "content": "apples " * 400}]))
+    assert isinstance(too_long.error, RunnerError) and too_long.error.kind == ERROR_CONTEXT
+    assert writing.join().error is None and writing.counts[1] > 0
