@@ -56,6 +56,25 @@ def processes(*commands: tuple[list[str], dict[str, str], Path]):
             handle.close()
 
 
+def worker_heartbeats(redis_url: str, queue: str) -> list[dict]:
+    """What the workers serving ``queue`` announce in Redis once Celery is ready
+    (models_hub/workers.py): their queues and the local models their runner holds."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    beats = (json.loads(client.get(key) or b"{}") for key in client.scan_iter(match="localai:worker:*"))
+    return [beat for beat in beats if queue in beat.get("queues", [])]
+
+
+def wait_for_workers(redis_url: str, queue: str, count: int = 1, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(worker_heartbeats(redis_url, queue)) >= count:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the {queue} workers did not become ready")
+
+
 def app_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     env.update(

@@ -71,6 +71,7 @@ from bench._common import (  # noqa: E402
     report,
     session_cookie,
     wait_for_http,
+    wait_for_workers,
 )
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -305,22 +306,6 @@ def redis_process():
         return None
 
 
-def wait_for_workers(count: int, timeout: float = 60.0) -> None:
-    """Workers announce themselves in Redis once Celery is ready (models_hub/workers.py)."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready = sum(
-            b'"cloud"' in (client.get(key) or b"") for key in client.scan_iter(match="localai:worker:*")
-        )
-        if ready >= count:
-            return
-        time.sleep(0.2)
-    raise TimeoutError("the workers did not become ready")
-
-
 def sent_texts(port: int) -> dict[str, str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/sent", timeout=10) as response:
         return json.loads(response.read())
@@ -410,7 +395,7 @@ def run(args, env: dict[str, str], data_dir: Path) -> dict:
     ) as (_sse, web, *workers):
         wait_for_http(f"http://127.0.0.1:{sse_port}/bench/sent")
         wait_for_http(f"http://127.0.0.1:{web_port}/healthz")
-        wait_for_workers(args.workers)
+        wait_for_workers(REDIS_URL, "cloud", args.workers)
         log("endpoint, web and worker are up")
         connection.close()  # the bench's own connection is not needed while they run
 

@@ -128,7 +128,8 @@ def worker(argv: list[str]) -> None:
         "-c",
         type=int,
         default=None,
-        help="tasks at once (default: CLOUD_CONCURRENCY with the cloud queue, else 8)",
+        help="tasks at once (default: CLOUD_CONCURRENCY with the cloud queue, LOCAL_CONCURRENCY "
+        "for a local-only worker, else 8)",
     )
     parser.add_argument("--loglevel", "-l", default="info")
     parser.add_argument("--beat", action="store_true", help="also run the periodic-task scheduler")
@@ -146,20 +147,21 @@ def worker(argv: list[str]) -> None:
         sys.exit(f"Unknown queue(s): {', '.join(sorted(unknown))}. Use local, cloud, downloads, exports.")
     if Queue.DEFAULT not in queues:
         queues.append(Queue.DEFAULT)  # housekeeping, such as failing replies whose worker died
-    solo = queues == [Queue.LOCAL, Queue.DEFAULT]
+    local_only = queues == [Queue.LOCAL, Queue.DEFAULT]
     if Queue.LOCAL in queues:
         # This worker's own queue: replies for a model it holds are sent straight to it.
         from models_hub.workers import worker_queue_name
 
         queues.append(worker_queue_name())
-    # A local-only worker: llama.cpp already uses every core for one reply, so one task
-    # at a time, in-process. Cloud replies wait on the network: one thread each, hundreds at
-    # once (a reply's thread holds no database connection while it streams, chat/streaming.py).
-    # Threads rather than gevent or asyncio: the reply path (openai SDK, Redis, psycopg,
-    # Django's per-thread connections) stays the one synchronous path that local replies and
-    # embedded mode run, with nothing monkey-patched.
-    concurrency = args.concurrency or (settings.CLOUD_CONCURRENCY if Queue.CLOUD in queues else 8)
-    pool = ["--pool", "solo"] if solo else ["--pool", "threads", "--concurrency", str(concurrency)]
+    # Local replies: a thread each, their tokens written together by the model runner's batch
+    # (models_hub.batching), replies beyond a model's slots waiting there for a fair turn. Cloud
+    # replies wait on the network: one thread each, hundreds at once (a reply's thread holds no
+    # database connection while it streams, chat/streaming.py). Threads rather than gevent or
+    # asyncio: the reply path (openai SDK, Redis, psycopg, Django's per-thread connections)
+    # stays the one synchronous path that embedded mode runs too, with nothing monkey-patched.
+    default = settings.CLOUD_CONCURRENCY if Queue.CLOUD in queues else 8
+    concurrency = args.concurrency or (settings.LOCAL_CONCURRENCY if local_only else default)
+    pool = ["--pool", "threads", "--concurrency", str(concurrency)]
     from localai_site.celery import app
 
     command = [

@@ -323,6 +323,14 @@ LLAMA_GPU_LAYERS = env_int("LLAMA_GPU_LAYERS", 0, minimum=-1, maximum=10_000)
 LOCAL_MODEL_MEMORY_MB = env_int("LOCAL_MODEL_MEMORY_MB", 0, minimum=0, maximum=1 << 30)
 # A loaded model unused for this long is unloaded (0: kept until room is needed).
 LOCAL_MODEL_IDLE_UNLOAD_S = env_int("LOCAL_MODEL_IDLE_UNLOAD_S", 1800, minimum=0, maximum=365 * 86_400)
+# Replies a loaded text model writes at once (its slots, models_hub.batching), unless the hub
+# sets it for the model; a vision model writes one at a time. Each slot's KV cache takes memory.
+# At most models_hub.models.PARALLEL_REPLIES_MAX.
+LOCAL_PARALLEL_REPLIES = env_int("LOCAL_PARALLEL_REPLIES", 4, minimum=1, maximum=16)
+# Local-queue tasks one process runs at once: a `local`-only worker, or the web process in
+# embedded mode. More replies than a model's slots wait inside the runner, which gives the
+# next free slot to whoever has the fewest replies being written.
+LOCAL_CONCURRENCY = env_int("LOCAL_CONCURRENCY", 8, minimum=1, maximum=1024)
 
 # --- Model hub --------------------------------------------------------------------------
 MODELS_DIR = Path(env_str("LOCALAI_MODELS_DIR", str(DATA_DIR / "models"))).resolve()

@@ -44,7 +44,7 @@ class AddModelForm(forms.Form):
 class ModelSettingsForm(forms.ModelForm):
     class Meta:
         model = LocalModel
-        fields = ["n_ctx", "n_gpu_layers", "n_threads", "chat_template_override"]
+        fields = ["n_ctx", "n_gpu_layers", "n_threads", "parallel_replies", "chat_template_override"]
         widgets = {"chat_template_override": forms.Textarea({"rows": 4, "spellcheck": "false"})}
         help_texts = {
             "n_ctx": "Tokens of conversation the model sees. Empty: the instance default.",

@@ -52,6 +52,11 @@ class ModelSource(models.TextChoices):
     PATH = "path", "File on the server"
 
 
+# The most replies one loaded model may write at once (LocalModel.parallel_replies and the
+# LOCAL_PARALLEL_REPLIES setting): each takes a context of its own.
+PARALLEL_REPLIES_MAX = 16
+
+
 class LocalModel(models.Model):
     """A GGUF model of this instance: installed (``ready``) or on its way there.
 
@@ -90,10 +95,17 @@ class LocalModel(models.Model):
     kv_bytes_per_token = models.PositiveIntegerField(default=0)
     chat_template = models.TextField(blank=True)
 
-    # Settings an admin may change; empty means the instance's default (LLAMA_*).
+    # Settings an admin may change; empty means the instance's default (LLAMA_*, LOCAL_*).
     n_ctx = models.PositiveIntegerField("context size", null=True, blank=True)
     n_gpu_layers = models.IntegerField("GPU layers", null=True, blank=True)
     n_threads = models.PositiveSmallIntegerField("threads", null=True, blank=True)
+    parallel_replies = models.PositiveSmallIntegerField(
+        "replies at once",
+        null=True,
+        blank=True,
+        help_text="Replies written together, 1 to 16; each takes memory for its context. "
+        "Vision models write one at a time. Empty: LOCAL_PARALLEL_REPLIES.",
+    )
     chat_template_override = models.TextField("chat template override", blank=True)
 
     status = models.CharField(max_length=20, choices=LocalModelStatus.choices, default=LocalModelStatus.READY)

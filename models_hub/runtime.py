@@ -49,9 +49,17 @@ class LocalModelError(Refusal):
         super().__init__("local_model", message)
 
 
+def replies_at_once(*, sees_images: bool, chosen: int | None = None) -> int:
+    """The slots a model is loaded with: the hub's choice for it (``chosen``), else
+    LOCAL_PARALLEL_REPLIES; a vision model's handler writes one reply at a time."""
+    return 1 if sees_images else chosen or settings.LOCAL_PARALLEL_REPLIES
+
+
 def load_spec_for(model: LocalModel) -> LoadSpec:
-    """How ``model`` is loaded: its own settings, else the instance's (LLAMA_*)."""
+    """How ``model`` is loaded: its own settings, else the instance's (LLAMA_*, LOCAL_*)."""
     n_ctx = model.n_ctx or min(model.context_length, settings.LLAMA_CONTEXT)
+    # Each slot holds a whole window of KV cache.
+    parallel = replies_at_once(sees_images=model.sees_images, chosen=model.parallel_replies)
     return LoadSpec(
         slug=model.slug,
         path=model.file_path,
@@ -60,9 +68,10 @@ def load_spec_for(model: LocalModel) -> LoadSpec:
         n_gpu_layers=settings.LLAMA_GPU_LAYERS if model.n_gpu_layers is None else model.n_gpu_layers,
         chat_template=model.chat_template_override,
         projector_path=model.projector_path,
+        parallel=parallel,
         # ``size_bytes`` counts the projector too: it is loaded beside the model.
         memory_bytes=memory_needed(
-            size_bytes=model.size_bytes, kv_bytes_per_token=model.kv_bytes_per_token, n_ctx=n_ctx
+            size_bytes=model.size_bytes, kv_bytes_per_token=model.kv_bytes_per_token, n_ctx=n_ctx * parallel
         ),
     )
 

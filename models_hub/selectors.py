@@ -11,7 +11,7 @@ from localai_site.core.queues import Queue
 from .catalog import CATALOG, SPEECH_CATALOG, CatalogEntry, SpeechEntry
 from .machine import Machine, disk_free, machine_facts, memory_needed
 from .models import DOWNLOAD_ACTIVE, HubSettings, LocalModel, LocalModelStatus, SpeechModel
-from .runtime import load_spec_for
+from .runtime import load_spec_for, replies_at_once
 from .workers import WorkerView, workers_list
 
 
@@ -101,7 +101,9 @@ def hub_page() -> HubPage:
                 needed=memory_needed(
                     size_bytes=entry.download_bytes,
                     kv_bytes_per_token=entry.kv_bytes_per_token,
-                    n_ctx=min(entry.context_length, default_ctx),
+                    # Each of its slots holds a whole window of KV cache.
+                    n_ctx=min(entry.context_length, default_ctx)
+                    * replies_at_once(sees_images=entry.sees_images),
                 ),
                 machine=machine,
             ),

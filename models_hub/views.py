@@ -153,6 +153,7 @@ def model_settings(request, slug):
             n_ctx=data["n_ctx"],
             n_gpu_layers=data["n_gpu_layers"],
             n_threads=data["n_threads"],
+            parallel_replies=data["parallel_replies"],
             chat_template_override=data["chat_template_override"],
         ),
         "The settings of {model} were saved; workers use them from its next reply.",

@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _no_generation_outlives_its_test():
-    """A reply some test left being written in this process would hold the one local
+    """A reply some test left being written in this process would hold a slot of the local
     model and write into the next test's database: wait for the local pool to be idle."""
     yield
     tasks_wait_idle(Queue.LOCAL, timeout=180)

@@ -6,7 +6,7 @@ import enum
 
 
 class Queue(enum.StrEnum):
-    LOCAL = "local"  # replies of local models (one at a time per worker: every core)
+    LOCAL = "local"  # replies of local models (batched by each worker's model runner)
     CLOUD = "cloud"  # replies of cloud providers (waiting on the network)
     DOWNLOADS = "downloads"  # model downloads
     EXPORTS = "exports"  # people's data downloads (ZIPs of everything kept about them)

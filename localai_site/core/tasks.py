@@ -1,9 +1,9 @@
 """One way to start background work, in both modes.
 
 Scaled mode hands the task to Celery (Redis broker, separate worker processes).
-Embedded mode runs it on a pool inside this process: local generation on a single
-thread (one llama.cpp model at a time), cloud tasks on hundreds of threads (each waits on
-the network, as in a cloud worker), everything else on a small pool.
+Embedded mode runs it on a pool inside this process: local generation on
+LOCAL_CONCURRENCY threads (the model runner batches their replies), cloud tasks on hundreds of
+threads (each waits on the network, as in a cloud worker), everything else on a small pool.
 
 Tasks are named, not imported: an app's ``tasks.py`` calls its services, so its services
 start tasks by the name the task was registered with (``chat.generate_reply``).
@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter, defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from celery import Task, current_app
 from django.conf import settings
@@ -30,9 +30,9 @@ logger = logging.getLogger(__name__)
 
 
 # Exports have a pool of their own: many people asking at once must not delay housekeeping.
-# Cloud tasks get CLOUD_CONCURRENCY threads, as a cloud worker does (see _pool_size).
+# Cloud and local tasks get CLOUD_CONCURRENCY and LOCAL_CONCURRENCY threads, as a worker
+# for those queues does (see _pool_size).
 _POOL_SIZES: dict[str, int] = {
-    Queue.LOCAL: 1,
     Queue.DOWNLOADS: 2,
     Queue.EXPORTS: 1,
     Queue.DEFAULT: 2,
@@ -40,6 +40,7 @@ _POOL_SIZES: dict[str, int] = {
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 _waiting: Counter[str] = Counter()  # embedded mode: tasks started on each queue, not yet running
+_unfinished: defaultdict[str, set[Future]] = defaultdict(set)  # embedded mode: not yet ended
 _discovery_lock = threading.Lock()  # see _task_named
 
 # Most tasks keep their thread's database connection for their whole run (an export, a
@@ -60,13 +61,18 @@ def _forget_pools_after_fork() -> None:
     _connection_holders = threading.BoundedSemaphore(CONNECTION_HOLDERS_AT_ONCE)
     _pools.clear()
     _waiting.clear()
+    _unfinished.clear()
 
 
 os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def _pool_size(queue: str) -> int:
-    return settings.CLOUD_CONCURRENCY if queue == Queue.CLOUD else _POOL_SIZES.get(queue, 2)
+    if queue == Queue.CLOUD:
+        return settings.CLOUD_CONCURRENCY
+    if queue == Queue.LOCAL:
+        return settings.LOCAL_CONCURRENCY
+    return _POOL_SIZES.get(queue, 2)
 
 
 def _pool(queue: str) -> ThreadPoolExecutor:
@@ -138,7 +144,11 @@ def task_enqueue(name: str, *args: object, queue: str) -> Future | None:
         pool = _pool(queue)
         with _pools_lock:
             _waiting[queue] += 1
-        return pool.submit(_run_in_process, queue, name, args)
+        future = pool.submit(_run_in_process, queue, name, args)
+        with _pools_lock:
+            _unfinished[queue].add(future)
+        future.add_done_callback(lambda done: _ended(queue, done))  # at once if already done
+        return future
     try:
         current_app.send_task(name, args=args, queue=queue)
     except OperationalError as exc:  # kombu's word for a broker it cannot reach
@@ -146,13 +156,19 @@ def task_enqueue(name: str, *args: object, queue: str) -> Future | None:
     return None
 
 
-def tasks_wait_idle(queue: str, *, timeout: float) -> None:
-    """Embedded mode: wait until what was started on ``queue`` so far has run (nothing to
-    wait for in scaled mode, or when nothing was started)."""
+def _ended(queue: str, future: Future) -> None:
     with _pools_lock:
-        pool = _pools.get(queue)
-    if pool is not None and _pool_size(queue) == 1:
-        pool.submit(lambda: None).result(timeout=timeout)  # one thread, first in first out
+        _unfinished[queue].discard(future)
+
+
+def tasks_wait_idle(queue: str, *, timeout: float) -> None:
+    """Embedded mode: wait until what was started on ``queue`` so far has run, however many
+    threads its pool has (nothing to wait for in scaled mode, or when nothing was started).
+    Raises TimeoutError when it has not within ``timeout`` seconds."""
+    with _pools_lock:
+        started = list(_unfinished[queue])
+    if wait(started, timeout=timeout).not_done:
+        raise TimeoutError(f"Tasks on {queue} still running after {timeout:.0f} s")
 
 
 # Kombu's Redis transport keeps a queue as a list under its name, and messages sent with a

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from localai_site.core.refusals import Refusal
 from models_hub.events import removed_event_publish
-from models_hub.models import LocalModel, LocalModelStatus, ModelAction, ModelSource
+from models_hub.models import PARALLEL_REPLIES_MAX, LocalModel, LocalModelStatus, ModelAction, ModelSource
 from models_hub.uses import active_uses
 
 from .model_file import model_folder
@@ -70,6 +70,7 @@ def model_settings_update(
     n_ctx: int | None,
     n_gpu_layers: int | None,
     n_threads: int | None,
+    parallel_replies: int | None,
     chat_template_override: str,
 ) -> LocalModel:
     """How a worker loads the model; empty values keep the instance's defaults. Workers
@@ -84,12 +85,17 @@ def model_settings_update(
         raise Refusal("bad_setting", "GPU layers is a number of layers, or -1 for all of them.")
     if n_threads is not None and not 1 <= n_threads <= 256:
         raise Refusal("bad_setting", "Threads must be between 1 and 256.")
+    if parallel_replies is not None and not 1 <= parallel_replies <= PARALLEL_REPLIES_MAX:
+        raise Refusal("bad_setting", f"Replies at once must be between 1 and {PARALLEL_REPLIES_MAX}.")
     template = chat_template_override.strip()
     if template:
         _template_check(template)
     model.n_ctx, model.n_gpu_layers, model.n_threads = n_ctx, n_gpu_layers, n_threads
+    model.parallel_replies = parallel_replies
     model.chat_template_override = template
-    model.save(update_fields=["n_ctx", "n_gpu_layers", "n_threads", "chat_template_override"])
+    model.save(
+        update_fields=["n_ctx", "n_gpu_layers", "n_threads", "parallel_replies", "chat_template_override"]
+    )
     return model
 
 

@@ -59,7 +59,7 @@ def _record(client, audio: bytes, **fields):
 def _outcome(client, response, queue: str) -> dict:
     """What the page is told once the recording has been transcribed."""
     assert response.status_code == 202, response.content
-    tasks_wait_idle(queue, timeout=TRANSCRIBED_S)  # the local queue's one thread; not the cloud's
+    tasks_wait_idle(queue, timeout=TRANSCRIBED_S)
     status_url = response.json()["status_url"]
 
     def answered() -> dict | None:

@@ -151,13 +151,19 @@ def test_a_runner_crash_fails_every_reply_in_the_batch_and_the_next_ones_work():
 
 def test_one_persons_many_replies_do_not_take_every_slot():
     load = spec(parallel=2)
-    # Ann's first two replies hold both slots; her first ends long before her second.
-    anns = [
-        Stream(request(load, story(topic), key=f"ann.{i}", max_tokens=tokens)).start()
-        for i, (topic, tokens) in enumerate(zip(TOPICS[:3], (30, 150, 30), strict=True))
-    ]
-    wait_until(lambda: loaded_model()["waiting"] == 1, timeout=60, what="Ann's third reply to wait")
-    bob = Stream(request(load, story("boats"), key="bob.1", max_tokens=60)).start()
+    # Ann's first two replies hold both slots; her first ends long before her second. Each
+    # is sent once the one before is in the runner, as a person's sends come one by one.
+    anns = []
+    for i, (topic, tokens) in enumerate(zip(TOPICS[:3], (150, 300, 30), strict=True)):
+        anns.append(Stream(request(load, story(topic), key=f"ann.{i}", max_tokens=tokens)).start())
+        wait_until(
+            lambda n=i + 1: sum(loaded_model()[k] for k in ("active", "waiting")) == n,
+            timeout=60,
+            what=f"reply {i}",
+        )
+    bob = Stream(request(load, story("boats"), key="bob.1", max_tokens=30)).start()
+    wait_until(lambda: loaded_model()["waiting"] == 2, timeout=60, what="Bob's reply to wait too")
+    assert not anns[0].ended_at, "both of Ann's first replies still hold the slots"
     for stream in [*anns, bob]:
         stream.join()
         assert stream.error is None

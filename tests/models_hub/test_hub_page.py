@@ -13,7 +13,7 @@ from accounts.models import CrashReport
 from chat.models import Conversation, Message, MessageStatus, Role
 from localai_site.asgi import application
 from localai_site.core.refusals import Refusal
-from models_hub import services
+from models_hub import runtime, services
 from models_hub.bundled import BUNDLED_SLUG, bundled_model_path
 from models_hub.models import LocalModel, LocalModelStatus
 from tests.chat.socket_client import open_socket, session_cookie_for
@@ -124,6 +124,47 @@ def test_per_model_settings_are_saved_and_bad_values_refused(admin_client, local
     )
     assert flash(broken)[0].startswith("The chat template does not work:")
     assert fresh(local_model).n_ctx == 1024 and local_model.chat_template_override == ""
+
+
+@pytest.mark.django_db
+def test_replies_at_once_is_a_per_model_setting_from_1_to_16(admin_client, local_model):
+    url = f"/hub/models/{local_model.slug}/settings/"
+    field = f"{local_model.slug}-parallel_replies"
+    assert "Replies at once" in admin_client.get("/hub/").content.decode()
+    saved = admin_client.post(url, {field: "2"}, follow=True)
+    assert "were saved" in flash(saved)[0] and fresh(local_model).parallel_replies == 2
+    for bad in ("0", "17"):
+        refused = admin_client.post(url, {field: bad}, follow=True)
+        assert flash(refused) == ["Replies at once must be between 1 and 16."]
+    assert fresh(local_model).parallel_replies == 2
+    admin_client.post(url, {field: ""}, follow=True)
+    assert fresh(local_model).parallel_replies is None  # the instance's LOCAL_PARALLEL_REPLIES
+
+
+@pytest.mark.django_db
+def test_a_text_model_has_slots_and_memory_for_each_a_vision_model_one(local_model, settings):
+    settings.LOCAL_PARALLEL_REPLIES = 4
+    one = runtime.load_spec_for(local_model)
+    assert one.parallel == 4
+    local_model.parallel_replies = 2
+    two = runtime.load_spec_for(local_model)
+    assert two.parallel == 2
+    # Each slot holds a whole window of KV cache.
+    assert one.memory_bytes - two.memory_bytes == 2 * local_model.kv_bytes_per_token * one.n_ctx > 0
+    local_model.projector_path = "/models/mmproj.gguf"
+    assert runtime.load_spec_for(local_model).parallel == 1
+
+
+@pytest.mark.django_db
+def test_the_workers_panel_shows_each_loaded_models_configuration_slots_and_prompts(
+    admin_client, local_model, settings
+):
+    settings.LOCAL_PARALLEL_REPLIES = 3
+    runtime.token_counts(model=local_model, texts=["Hello"])  # loads it in this process's runner
+    html = admin_client.get("/hub/").content.decode()
+    [loaded] = runtime.loaded_summary()
+    assert loaded["parallel"] == 3
+    assert f"{loaded['config']} · 0 of 3 replies at once · 0 prompts held" in html
 
 
 @pytest.mark.django_db

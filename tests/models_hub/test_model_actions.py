@@ -82,7 +82,12 @@ def test_services_refuse_what_the_model_does_not_allow(local_model):
         services.model_make_default(model=local_model)
     with pytest.raises(Refusal, match="is not installed yet"):
         services.model_settings_update(
-            model=verifying, n_ctx=None, n_gpu_layers=None, n_threads=None, chat_template_override=""
+            model=verifying,
+            n_ctx=None,
+            n_gpu_layers=None,
+            n_threads=None,
+            parallel_replies=None,
+            chat_template_override="",
         )
     with pytest.raises(Refusal, match="is downloading: cancel the download first"):
         services.model_delete(model=verifying)

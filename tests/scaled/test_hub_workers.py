@@ -67,6 +67,16 @@ async def test_replies_go_to_the_worker_that_already_holds_the_model(two_local_w
     assert RECEIVED.findall(other.log_path.read_bytes()) == []
 
 
+def test_a_local_only_worker_runs_local_concurrency_tasks_at_once_on_threads(transactional_db, tmp_path):
+    worker = WorkerProcess(tmp_path / "worker.log", LOCAL_CONCURRENCY="5")
+    try:
+        banner = worker.log_path.read_text()
+    finally:
+        worker.stop()
+    # Celery's start-up banner: the pool the replies run on, and its size.
+    assert re.search(r"concurrency: 5 \(thread\)", banner), banner
+
+
 def test_the_hub_page_shows_each_worker_and_what_it_holds(two_local_workers, local_model, make_user, client):
     admin = make_user("admin@example.com", is_staff=True, is_superuser=True)
     client.login(email=admin.email, password=PASSWORD)
