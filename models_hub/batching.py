@@ -167,13 +167,24 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+# Tokens a reply writes in a row before the next reply's turn, where replies are written one
+# call each (``RuntimeConfig.batches_sequences`` false): 8 tokens take ~50 ms on a small model.
+RUN_PER_CALL_REPLY = 8
+
+
 class Decoder:
     """The replies one loaded text model is writing, decoded together on one thread."""
 
     def __init__(
-        self, llama: Llama, formatter: Jinja2ChatFormatter, parallel: int, store: PromptStore
+        self,
+        llama: Llama,
+        formatter: Jinja2ChatFormatter,
+        parallel: int,
+        store: PromptStore,
+        batches_sequences: bool = True,
     ) -> None:
         self._llama = llama
+        self._batches_sequences = batches_sequences  # RuntimeConfig.batches_sequences
         self._formatter = formatter
         self._store = store
         self._ctx = llama._ctx.ctx
@@ -362,40 +373,54 @@ class Decoder:
                 slot.owner = ""
 
     def _step(self) -> None:
-        """One batch: every writing reply's next token, then prompt pieces while room is left."""
-        batch = self._batch
-        batch.n_tokens = 0
-        sample_at: list[tuple[_Slot, int]] = []  # which batch row's logits each reply samples
-        writing = [s for s in self._slots if s.reply is not None and s.reply.next_token is not None]
-        reading = [s for s in self._slots if s.reply is not None and s.reply.pending]
-        for slot in writing:
-            assert slot.reply is not None and slot.reply.next_token is not None
-            sample_at.append((slot, self._add(slot.reply.next_token, len(slot.tokens), slot.seq_id, True)))
-        chunks: list[tuple[_Slot, list[int]]] = []
-        room = self._n_batch - len(writing)
-        for slot in reading:
-            assert slot.reply is not None
+        """Every writing reply's next token, then prompt pieces while room is left: in one
+        batch, or one call per sequence where the weights fault on several at once."""
+        work = [(s, [s.reply.next_token]) for s in self._slots if s.reply and s.reply.next_token is not None]
+        room = self._n_batch - len(work)
+        for slot in self._slots:
             if room <= 0:
                 break
-            chunk = slot.reply.pending[:room]
-            last = len(chunk) == len(slot.reply.pending)
-            for i, token in enumerate(chunk):
-                row = self._add(token, len(slot.tokens) + i, slot.seq_id, last and i == len(chunk) - 1)
-            if last:
+            if slot.reply is not None and slot.reply.pending:
+                work.append((slot, slot.reply.pending[:room]))
+                room -= len(work[-1][1])
+        if self._batches_sequences:
+            self._evaluate(work)
+        else:
+            for slot, piece in work:
+                self._evaluate([(slot, piece)])
+                # A few more of its tokens in a row: llama.cpp reuses its graph for the same
+                # sequence, and switching every token costs about a fifth of the speed.
+                for _ in range(RUN_PER_CALL_REPLY - 1):
+                    reply = slot.reply
+                    if reply is None or reply.next_token is None or reply.cancelled():
+                        break
+                    self._evaluate([(slot, [reply.next_token])])
+        for slot in self._slots:
+            if slot.reply is not None and slot.reply.cancelled():
+                self._finish(slot)
+
+    def _evaluate(self, pieces: list[tuple[_Slot, list[int]]]) -> None:
+        """One llama_decode of each slot's piece (its reply's next token, or some of its
+        prompt), then a token sampled for each reply whose prompt is all read."""
+        self._batch.n_tokens = 0
+        sample_at: list[tuple[_Slot, int]] = []  # which batch row's logits each reply samples
+        for slot, tokens in pieces:
+            assert slot.reply is not None
+            ends = slot.reply.next_token is not None or len(tokens) == len(slot.reply.pending)
+            for i, token in enumerate(tokens):
+                row = self._add(token, len(slot.tokens) + i, slot.seq_id, ends and i == len(tokens) - 1)
+            if ends:
                 sample_at.append((slot, row))
-            chunks.append((slot, chunk))
-            room -= len(chunk)
-        returned = llama_cpp.llama_decode(self._ctx, batch)
+        returned = llama_cpp.llama_decode(self._ctx, self._batch)
         if returned != 0:
             raise RuntimeError(f"llama_decode returned {returned}")
-        for slot in writing:
-            assert slot.reply is not None and slot.reply.next_token is not None
-            slot.tokens.append(slot.reply.next_token)
-            slot.reply.next_token = None
-        for slot, chunk in chunks:
+        for slot, tokens in pieces:
             assert slot.reply is not None
-            slot.tokens.extend(chunk)
-            del slot.reply.pending[: len(chunk)]
+            slot.tokens.extend(tokens)
+            if slot.reply.next_token is not None:
+                slot.reply.next_token = None
+            else:
+                del slot.reply.pending[: len(tokens)]
         for slot, row in sample_at:
             reply = slot.reply
             assert reply is not None
@@ -410,13 +435,10 @@ class Decoder:
                 self._finish(slot)
             else:
                 reply.next_token = token
-        for slot in self._slots:
-            if slot.reply is not None and slot.reply.cancelled():
-                self._finish(slot)
 
     def _add(self, token: int, pos: int, seq_id: int, logits: bool) -> int:
         batch = self._batch
-        row = batch.n_tokens
+        row = int(batch.n_tokens)
         batch.token[row] = token
         batch.pos[row] = pos
         batch.n_seq_id[row] = 1

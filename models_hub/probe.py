@@ -3,10 +3,14 @@
 Some machines advertise CPU features they do not let a process use (a virtual machine
 whose CPU says AMX): a model loaded the fast way dies on its first prompt. So before a
 model is first used here, a throwaway child process loads it, evaluates a prompt of a few
-hundred tokens and decodes a few more, in each configuration worth having, fastest first
-(``runner_protocol.config_candidates``), and the first that survives is kept. The choice
-is remembered per model file, llama.cpp build and CPU in ``<data dir>/runtime-probes.json``,
-so it is made once per machine, not once per process.
+hundred tokens, decodes a few more, and decodes as many in every slot at once, in each
+configuration worth having, fastest first (``runner_protocol.config_candidates``). Where
+the fastest survives, it is kept. Where it does not, the survivors are compared: on such a
+machine repacked weights with a micro-batch of one write one reply fastest, while plain
+weights may read prompts and write many replies at once faster; ``best_of`` keeps the one
+that is never far behind. The choice is remembered per model file, slots, llama.cpp build
+and CPU in ``<data dir>/runtime-probes.json``, so it is made once per machine, not once per
+process.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from .supervisor import exit_description, supervisor
 logger = logging.getLogger(__name__)
 
 PROMPT_TOKENS = 300
-DECODE_TOKENS = 8
+DECODE_TOKENS = 16
 # The vector and matrix units llama.cpp has kernels for, widest last, with the CPU flags
 # that advertise them.
 FEATURE_FLAGS = {
@@ -55,8 +59,15 @@ class ProbeFailed(Exception):
 class Attempt:
     label: str
     ok: bool
-    outcome: str  # "prompt 300 tok/s, decode 190 tok/s" or how the child died
+    outcome: str  # "prompt 300 tok/s, decode 190 tok/s, 4 at once 260 tok/s" or how the child died
     decode_tok_s: float | None = None
+    prompt_tok_s: float | None = None
+    batched_tok_s: float | None = None  # every slot writing at once, all together
+
+    def speeds(self) -> tuple[float, ...]:
+        """What it was timed at: reading a prompt, writing one reply, writing in every slot."""
+        measured = (self.prompt_tok_s, self.decode_tok_s, self.batched_tok_s)
+        return tuple(speed for speed in measured if speed is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +155,7 @@ def machine_id() -> str:
 def probe_key(spec: LoadSpec) -> str:
     stat = os.stat(spec.path)
     parts = [spec.path, str(stat.st_size), str(stat.st_mtime_ns), str(spec.n_threads), str(spec.n_gpu_layers)]
+    parts.append(str(spec.parallel))  # the slots decide which configuration is fastest
     return f"{machine_id()}:{hashlib.sha256(chr(10).join(parts).encode()).hexdigest()[:16]}"
 
 
@@ -197,36 +209,58 @@ def _attempt(spec: LoadSpec, config: RuntimeConfig) -> Attempt:
         how = exit_description(done.returncode)
         return Attempt(label=config.label, ok=False, outcome=f"{how}: {last_line}" if last_line else how)
     measured = json.loads(done.stdout.strip().splitlines()[-1])
+    outcome = f"prompt {measured['prompt_tok_s']:.0f} tok/s, decode {measured['decode_tok_s']:.0f} tok/s"
+    if "batched_tok_s" in measured:
+        outcome += f", {spec.parallel} at once {measured['batched_tok_s']:.0f} tok/s"
     return Attempt(
         label=config.label,
         ok=True,
-        outcome=f"prompt {measured['prompt_tok_s']:.0f} tok/s, decode {measured['decode_tok_s']:.0f} tok/s",
+        outcome=outcome,
         decode_tok_s=measured["decode_tok_s"],
+        prompt_tok_s=measured["prompt_tok_s"],
+        batched_tok_s=measured.get("batched_tok_s"),
     )
 
 
+def best_of(survivors: list[Attempt]) -> Attempt:
+    """The survivor that is never far behind: for each speed timed (prompt, one reply, every
+    slot at once) its share of the best survivor's, and the highest of the lowest shares wins;
+    on a tie, the earlier (the candidates come fastest first)."""
+    best = [max(speeds) for speeds in zip(*(a.speeds() for a in survivors), strict=True)]
+
+    def worst_share(attempt: Attempt) -> float:
+        return min((speed / top if top else 1.0) for speed, top in zip(attempt.speeds(), best, strict=True))
+
+    return max(survivors, key=worst_share)  # max keeps the first of equals
+
+
 def probe_run(spec: LoadSpec) -> ProbeResult:
-    """Try the configurations worth having, fastest first; the first that survives wins."""
-    attempts: list[Attempt] = []
+    """Try the configurations worth having, fastest first, until one evaluates real batches
+    (those after it only give something up); of those that survive, ``best_of`` wins."""
+    attempts: list[tuple[RuntimeConfig, Attempt]] = []
     for config in config_candidates(spec):
         attempt = _attempt(spec, config)
-        attempts.append(attempt)
+        attempts.append((config, attempt))
         logger.info("Probe of %s with %s: %s", spec.slug, attempt.label, attempt.outcome)
-        if not attempt.ok:
-            continue
-        failed = "; ".join(f"{a.label} failed ({a.outcome})" for a in attempts[:-1])
-        works = f"{attempt.label} works ({attempt.outcome})"
-        return ProbeResult(
-            key=probe_key(spec),
-            slug=spec.slug,
-            config=config,
-            reason=f"{failed}; {works}." if failed else f"The default, {works}.",
-            attempts=attempts,
-            probed_at=time.time(),
+        if attempt.ok and config.n_ubatch > 1:
+            break
+    survivors = [attempt for _, attempt in attempts if attempt.ok]
+    if not survivors:
+        raise ProbeFailed(
+            "It crashed the model runtime in every configuration tried: "
+            + "; ".join(f"{a.label}: {a.outcome}" for _, a in attempts)
         )
-    raise ProbeFailed(
-        "It crashed the model runtime in every configuration tried: "
-        + "; ".join(f"{a.label}: {a.outcome}" for a in attempts)
+    chosen = best_of(survivors)
+    failed = [f"{a.label} failed ({a.outcome})" for _, a in attempts if not a.ok]
+    beaten = [f"{a.label} is slower ({a.outcome})" for a in survivors if a is not chosen]
+    works = f"{chosen.label} works ({chosen.outcome})"
+    return ProbeResult(
+        key=probe_key(spec),
+        slug=spec.slug,
+        config=next(config for config, attempt in attempts if attempt is chosen),
+        reason="; ".join([*failed, *beaten, works]) + "." if failed or beaten else f"The default, {works}.",
+        attempts=[attempt for _, attempt in attempts],
+        probed_at=time.time(),
     )
 
 

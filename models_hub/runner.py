@@ -218,7 +218,11 @@ class LoadedModel:
             from .batching import Decoder
 
             self.decoder = Decoder(
-                llama, chat_formatter(llama, self.spec), max(1, self.spec.parallel), prompts
+                llama,
+                chat_formatter(llama, self.spec),
+                max(1, self.spec.parallel),
+                prompts,
+                batches_sequences=key[1].batches_sequences,
             )
 
     def close(self) -> None:
@@ -565,25 +569,51 @@ class Runner:
 
 def probe(spec: LoadSpec, config: RuntimeConfig, prompt_tokens: int, decode_tokens: int) -> dict:
     """Load ``spec`` with ``config``, evaluate a prompt of ``prompt_tokens`` and decode
-    ``decode_tokens`` more: what a first reply does, timed."""
+    ``decode_tokens`` more, what a first reply does; then, for a model with several slots,
+    decode as many again in every slot at once, what a busy model does. Timed."""
+    import llama_cpp
+
     started = time.perf_counter()
     llama = load(spec, config)
     loaded = time.perf_counter()
     sentence = llama.tokenize(b" The quick brown fox jumps over the lazy dog.", add_bos=False)
     tokens = ([llama.token_bos()] + sentence * (prompt_tokens // len(sentence) + 1))[:prompt_tokens]
-    tokens = tokens[: max(2, min(prompt_tokens, spec.n_ctx - decode_tokens - 1))]
+    tokens = tokens[: max(2, min(prompt_tokens, spec.n_ctx - 2 * decode_tokens - 1))]
     _fault("prompt", config)
     llama.eval(tokens)
     evaluated = time.perf_counter()
     for _ in range(decode_tokens):
         llama.eval([int(llama.sample(temp=0.0))])
     decoded = time.perf_counter()
-    llama.close()
-    return {
+    measured = {
         "load_s": round(loaded - started, 3),
         "prompt_tok_s": round(len(tokens) / max(evaluated - loaded, 1e-9), 1),
         "decode_tok_s": round(decode_tokens / max(decoded - evaluated, 1e-9), 1),
     }
+    sequences = 1 if spec.projector_path else spec.parallel
+    if sequences > 1:
+        ctx, position = llama._ctx.ctx, llama.n_tokens
+        memory = llama_cpp.llama_get_memory(ctx)
+        for seq_id in range(1, sequences):  # every slot continues the same conversation
+            llama_cpp.llama_memory_seq_cp(memory, 0, seq_id, -1, -1)
+        # As batching.Decoder writes: every slot's token in one call, or one call per slot.
+        groups = [list(range(sequences))] if config.batches_sequences else [[n] for n in range(sequences)]
+        batch = llama_cpp.llama_batch_init(sequences, 0, 1)
+        token = int(llama.sample(temp=0.0))  # fed again each step: the work is the same
+        together = time.perf_counter()
+        for step in range(decode_tokens):
+            for group in groups:
+                batch.n_tokens = len(group)
+                for row, seq_id in enumerate(group):
+                    batch.token[row], batch.pos[row] = token, position + step
+                    batch.n_seq_id[row], batch.seq_id[row][0], batch.logits[row] = 1, seq_id, True
+                if llama_cpp.llama_decode(ctx, batch) != 0:
+                    raise RuntimeError("llama_decode failed with every slot writing")
+        elapsed = time.perf_counter() - together
+        llama_cpp.llama_batch_free(batch)
+        measured["batched_tok_s"] = round(sequences * decode_tokens / max(elapsed, 1e-9), 1)
+    llama.close()
+    return measured
 
 
 def main(argv: list[str]) -> None:

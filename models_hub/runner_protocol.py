@@ -65,6 +65,13 @@ class RuntimeConfig:
     n_gpu_layers: int | None = None  # None: the load spec's
 
     @property
+    def batches_sequences(self) -> bool:
+        """Whether several replies' tokens go to llama.cpp in one call. With a micro-batch of
+        one they do not: llama.cpp would still hand the repacked kernels one token per reply
+        at once, which is what faults on a CPU that advertises AMX without allowing it."""
+        return self.n_ubatch > 1
+
+    @property
     def label(self) -> str:
         parts = ["repacked weights" if self.use_extra_bufts else "no repacking"]
         if self.n_ubatch == 1:

@@ -60,6 +60,13 @@ class WorkerView:
     def holds(self, slug: str) -> bool:
         return any(model["slug"] == slug for model in self.loaded)
 
+    def has_room_for(self, slug: str) -> bool:
+        """Whether it holds ``slug`` with a slot free: a reply sent there starts at once."""
+        return any(
+            model["slug"] == slug and model["active"] + model["waiting"] < model["parallel"]
+            for model in self.loaded
+        )
+
 
 def heartbeat_report(queues: list[str]) -> dict:
     """What a worker announces: its queues, the models it holds and its machine."""
@@ -118,8 +125,9 @@ def announced_from_here() -> bool:
 
 
 def local_queue_for(model: LocalModel) -> str:
-    """A free worker that holds ``model`` answers at once; otherwise any local worker
-    takes the reply from the shared queue (and loads the model)."""
+    """A worker that holds ``model`` with a slot free answers at once, whatever else it is
+    writing; otherwise any local worker takes the reply from the shared queue (and loads the
+    model, or waits for a slot of its own)."""
     if not settings.SCALED:
         return Queue.LOCAL
     try:
@@ -127,7 +135,7 @@ def local_queue_for(model: LocalModel) -> str:
     except RedisError:  # the heartbeats are on Redis: while it is down, the shared queue
         return Queue.LOCAL
     for worker in workers:
-        if worker.own_queue and not worker.busy and worker.holds(model.slug):
+        if worker.own_queue and worker.has_room_for(model.slug):
             return worker.own_queue
     return Queue.LOCAL
 

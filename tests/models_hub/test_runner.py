@@ -296,18 +296,34 @@ def test_a_runner_that_keeps_crashing_is_restarted_with_growing_pauses():
 # --- The probe --------------------------------------------------------------------------
 
 
-def test_the_probe_tries_the_default_first_and_keeps_the_first_that_works(settings, tmp_path):
+def test_the_probe_tries_the_default_first_and_stops_at_the_first_that_batches(settings, tmp_path):
     settings.DATA_DIR = tmp_path
     result = probe.config_for(spec(str(bundled_model_path()), "a"))
     assert result.attempts[0].label == "repacked weights"
-    # Every attempt before the kept one failed, and the kept one is the last tried.
-    assert [a.ok for a in result.attempts] == [False] * (len(result.attempts) - 1) + [True]
-    if result.attempts[0].ok:  # most machines
-        assert result.config == DEFAULT_CONFIG
+    if result.attempts[0].ok:  # most machines: the fastest works, nothing else is tried
+        assert result.config == DEFAULT_CONFIG and len(result.attempts) == 1
         assert result.reason.startswith("The default, repacked weights works (prompt")
-    else:  # e.g. AMX advertised but not allowed: a crash, then a configuration that runs
+    else:  # e.g. AMX advertised but not allowed: a crash, then the survivors compared
         assert result.config != DEFAULT_CONFIG
         assert "repacked weights failed (signal" in result.reason
+        survivors = [a for a in result.attempts if a.ok]
+        assert result.label == probe.best_of(survivors).label
+        assert result.attempts[-1].ok and result.attempts[-1].label == "no repacking"
+
+
+def test_the_choice_among_survivors_is_the_one_never_far_behind():
+    def attempt(label, prompt, decode, batched=None):
+        return probe.Attempt(label, True, "", decode_tok_s=decode, prompt_tok_s=prompt, batched_tok_s=batched)
+
+    repacked = attempt("repacked, one at a time", prompt=300, decode=170, batched=130)
+    plain = attempt("plain", prompt=300, decode=80, batched=125)
+    assert probe.best_of([repacked, plain]) is repacked  # plain writes one reply at half the speed
+    # A larger model gains much more from writing its replies together.
+    plain_big = attempt("plain", prompt=300, decode=80, batched=400)
+    assert probe.best_of([repacked, plain_big]) is plain_big
+    # Equal: the earlier candidate, which is the faster one alone.
+    assert probe.best_of([repacked, attempt("same", 300, 170, 130)]) is repacked
+    assert probe.best_of([attempt("one slot", 300, 170), attempt("other", 250, 90)]).label == "one slot"
 
 
 def test_the_probe_survives_a_configuration_that_crashes_and_keeps_the_fastest_that_works(settings, tmp_path):
@@ -317,11 +333,12 @@ def test_the_probe_survives_a_configuration_that_crashes_and_keeps_the_fastest_t
     supervisor.env[FAULT_ENV] = "repacked-batch"
     load = spec(str(bundled_model_path()), "a")
     result = probe.config_for(load)
-    assert result.config == RuntimeConfig(n_ubatch=1)
     assert [(a.label, a.ok) for a in result.attempts] == [
         ("repacked weights", False),
         ("repacked weights, micro-batch of one", True),
+        ("no repacking", True),
     ]
+    assert result.label == probe.best_of(result.attempts[1:]).label
     assert "repacked weights failed (signal 11 (SIGSEGV))" in result.reason
     # The runner writes a reply with that choice, under the same fault.
     request = GenerateRequest(
@@ -335,7 +352,7 @@ def test_the_probe_survives_a_configuration_that_crashes_and_keeps_the_fastest_t
     assert any(
         isinstance(p, str) and p.strip() for p in supervisor.generate(request, cancelled=lambda: False)
     )
-    assert loaded()[0]["config"] == "repacked weights, micro-batch of one"
+    assert loaded()[0]["config"] == result.label
 
 
 def test_the_choice_is_remembered_for_this_machine_and_forgotten_on_request(settings, tmp_path):

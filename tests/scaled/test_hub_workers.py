@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from models_hub import services
 from models_hub.bundled import bundled_model_path
 from models_hub.models import LocalModelStatus
-from models_hub.workers import workers_list
+from models_hub.workers import local_queue_for, workers_list
 from tests.chat.socket_client import open_socket, session_cookie_for
 from tests.conftest import PASSWORD
 from tests.models_hub.conftest import fresh, settled
@@ -28,12 +28,20 @@ RECEIVED = re.compile(rb"Task chat\.generate_reply\[[\w-]+\] received")
 
 
 @pytest.fixture
-def two_local_workers(transactional_db, local_model, tmp_path, settings):
+def two_local_workers(request, transactional_db, local_model, tmp_path, settings):
+    """Two local workers; their replies' token limit is the indirect parameter, 16 by default."""
     assert settings.SCALED
-    started = [WorkerProcess(tmp_path / f"worker-{n}.log", CHAT_MAX_TOKENS="16") for n in (1, 2)]
+    max_tokens = getattr(request, "param", "16")
+    started = [WorkerProcess(tmp_path / f"worker-{n}.log", CHAT_MAX_TOKENS=max_tokens) for n in (1, 2)]
     yield started
     for process in started:
         process.stop()
+
+
+def _holder(slug: str, workers):
+    """The worker process whose heartbeat lists ``slug`` (loaded by a first reply)."""
+    holders = [w for w in workers_list() if w.holds(slug)]
+    return next((p for p in workers if [h.pid for h in holders] == [p.proc.pid]), None)
 
 
 async def _reply(conversation, cookie) -> dict:
@@ -63,6 +71,46 @@ async def test_replies_go_to_the_worker_that_already_holds_the_model(two_local_w
     for _ in range(2):
         final = await _reply(conversation, cookie)
         assert final["status"] == "done", final["error"]
+    assert len(RECEIVED.findall(holder.log_path.read_bytes())) == 3
+    assert RECEIVED.findall(other.log_path.read_bytes()) == []
+
+
+@pytest.fixture
+def bob_conversation(make_conversation, other_user):
+    return make_conversation(other_user)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("two_local_workers", ["400"], indirect=True)
+async def test_a_reply_joins_the_worker_already_writing_one_with_that_model(
+    two_local_workers, local_model, conversation, user, bob_conversation, other_user
+):
+    ann_cookie = await database_sync_to_async(session_cookie_for)(user)
+    bob_cookie = await database_sync_to_async(session_cookie_for)(other_user)
+    assert (await _reply(conversation, ann_cookie))["status"] == "done"
+    holder = await wait_until_async(
+        lambda: _holder(local_model.slug, two_local_workers), timeout=20, what="one worker holding the model"
+    )
+    other = next(p for p in two_local_workers if p is not holder)
+
+    ann = await open_socket(conversation.pk, ann_cookie)
+    await ann.send({"type": "send", "content": "Tell me a long story about a lighthouse keeper."})
+    await ann.receive_until(lambda f: f["type"] == "delta")
+    writing = await wait_until_async(
+        lambda: [w for w in workers_list() if w.pid == holder.proc.pid and w.busy],
+        timeout=10,
+        what="the holder's heartbeat saying it is writing",
+    )
+    # Writing Ann's reply, it still has slots free on the model: Bob's goes straight to it.
+    assert local_queue_for(local_model) == writing[0].own_queue
+    bob = await open_socket(bob_conversation.pk, bob_cookie)
+    await bob.send({"type": "send", "content": "Tell me a long story about a baker."})
+    bob_final = await bob.reply_finished()
+    ann_final = await ann.reply_finished()
+    await ann.close()
+    await bob.close()
+
+    assert (ann_final["status"], bob_final["status"]) == ("done", "done")
     assert len(RECEIVED.findall(holder.log_path.read_bytes())) == 3
     assert RECEIVED.findall(other.log_path.read_bytes()) == []
 
