@@ -170,6 +170,8 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 # Tokens a reply writes in a row before the next reply's turn, where replies are written one
 # call each (``RuntimeConfig.batches_sequences`` false): 8 tokens take ~50 ms on a small model.
 RUN_PER_CALL_REPLY = 8
+# Prompt tokens read in one step while other replies are being written: ~0.2 s on two cores.
+PROMPT_PIECE_WHILE_WRITING = 64
 
 
 class Decoder:
@@ -196,9 +198,8 @@ class Decoder:
         self._waiting: list[_Reply] = []
         self._forget_due = False
         self._closed = False
-        self._wake = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="runner-decoder", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()  # the waiting replies, the thread, the flags
+        self._thread: threading.Thread | None = None  # runs while there is work (_run)
 
     # --- From the runner's request threads ------------------------------------------------
 
@@ -208,11 +209,11 @@ class Decoder:
         """Write the reply, calling ``emit`` with each piece of text; answers (prompt tokens,
         completion tokens, prompt tokens found in the slot). Blocks until it ends."""
         reply = _Reply(request, self._prompt(request), emit, cancelled)
-        with self._wake:
+        with self._lock:
             if self._closed:
                 raise RuntimeError("the model was unloaded")
             self._waiting.append(reply)
-            self._wake.notify()
+            self._work_arrived()
         reply.done.wait()
         if reply.error is not None:
             raise reply.error
@@ -231,9 +232,9 @@ class Decoder:
     def forget(self) -> None:
         """Some conversations were forgotten (``PromptStore.is_forgotten``): empty their slots
         as soon as no reply is being written in them."""
-        with self._wake:
+        with self._lock:
             self._forget_due = True
-            self._wake.notify()
+            self._work_arrived()
 
     @property
     def parallel(self) -> int:
@@ -246,21 +247,39 @@ class Decoder:
 
     def close(self) -> None:
         """Stop the decoder; replies still waiting or being written fail."""
-        with self._wake:
+        with self._lock:
             self._closed = True
-            self._wake.notify()
-        self._thread.join()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        self._fail_all(RuntimeError("the model was unloaded"))
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+        for reply in waiting:
+            reply.error = RuntimeError("the model was unloaded")
+            reply.done.set()
         llama_cpp.llama_batch_free(self._batch)
+
+    def _work_arrived(self) -> None:
+        """Start the decoder's thread unless it runs (it takes the work between steps); call
+        with the lock held."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="runner-decoder", daemon=True)
+            self._thread.start()
 
     # --- On the decoder's thread ----------------------------------------------------------
 
     def _run(self) -> None:
+        # The thread ends as soon as nothing is left to do, and the OpenMP threads llama.cpp
+        # started for it go with it. Left waiting, they would count against the CPUs while
+        # another thread computes (another model's, a model being loaded): with more OpenMP
+        # threads than CPUs, libgomp sleeps in the kernel at every wait of every step, and a
+        # reply is written several times slower.
         while True:
-            with self._wake:
-                while not (self._closed or self._waiting or self._forget_due or self._writing()):
-                    self._wake.wait()
-                if self._closed:
-                    break
+            with self._lock:
+                if self._closed or not (self._waiting or self._forget_due or self._writing()):
+                    self._thread = None
+                    return
                 admitted = self._admit()
                 forget_due, self._forget_due = self._forget_due, False
             try:
@@ -272,12 +291,6 @@ class Decoder:
                     self._step()
             except Exception as exc:  # noqa: BLE001 - every reply in the batch hears of it
                 self._fail_all(exc)
-        self._fail_all(RuntimeError("the model was unloaded"))
-        with self._wake:
-            waiting, self._waiting = self._waiting, []
-        for reply in waiting:
-            reply.error = RuntimeError("the model was unloaded")
-            reply.done.set()
 
     def _writing(self) -> bool:
         return any(slot.reply is not None for slot in self._slots)
@@ -376,7 +389,9 @@ class Decoder:
         """Every writing reply's next token, then prompt pieces while room is left: in one
         batch, or one call per sequence where the weights fault on several at once."""
         work = [(s, [s.reply.next_token]) for s in self._slots if s.reply and s.reply.next_token is not None]
-        room = self._n_batch - len(work)
+        # While replies are being written, a long prompt is read a little at each step, so
+        # that their text keeps coming instead of stopping for seconds.
+        room = min(self._n_batch - len(work), PROMPT_PIECE_WHILE_WRITING) if work else self._n_batch
         for slot in self._slots:
             if room <= 0:
                 break

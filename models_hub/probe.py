@@ -155,7 +155,8 @@ def machine_id() -> str:
 def probe_key(spec: LoadSpec) -> str:
     stat = os.stat(spec.path)
     parts = [spec.path, str(stat.st_size), str(stat.st_mtime_ns), str(spec.n_threads), str(spec.n_gpu_layers)]
-    parts.append(str(spec.parallel))  # the slots decide which configuration is fastest
+    # The slots decide which configuration is fastest, a projector which ones may run.
+    parts += [str(spec.parallel), spec.projector_path]
     return f"{machine_id()}:{hashlib.sha256(chr(10).join(parts).encode()).hexdigest()[:16]}"
 
 

@@ -39,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .runner_protocol import (
     ERROR_CONTEXT,
@@ -141,6 +141,30 @@ def load(spec: LoadSpec, config: RuntimeConfig) -> Llama:
     if spec.projector_path:
         llama.chat_handler = _vision_handler(llama, spec)
     return llama
+
+
+T = TypeVar("T")
+
+
+def _on_a_thread_of_its_own(function: Callable[..., T], *args) -> T:
+    """``function(*args)`` on a thread that ends with it. Loading repacks weights with OpenMP,
+    whose threads live as long as the thread that started them: kept by a request's thread,
+    they would slow every decoding step of its reply (batching.Decoder._run says why)."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, function(*args)))
+        except BaseException as exc:  # noqa: BLE001 - raised again below, on the caller's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="runner-load")
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def chat_formatter(llama: Llama, spec: LoadSpec) -> Jinja2ChatFormatter:
@@ -321,7 +345,8 @@ class ModelCache:
             if loaded is None:
                 self._make_room(spec, limits.memory_budget)
                 prompts = _ModelPrompts(self, key, limits.memory_budget)
-                loaded = self._loaded[key] = LoadedModel(key, load(spec, config), prompts)
+                llama = _on_a_thread_of_its_own(load, spec, config)
+                loaded = self._loaded[key] = LoadedModel(key, llama, prompts)
             loaded.prompts.budget = limits.memory_budget
             self._loaded.move_to_end(key)
             loaded.users += 1

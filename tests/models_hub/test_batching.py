@@ -6,16 +6,25 @@ bundled model writes greedily, so a reply's text is the same whenever it is writ
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from models_hub.bundled import bundled_model_path
-from models_hub.runner_protocol import ERROR_CONTEXT, GenerateRequest, LoadSpec, RuntimeConfig
+from models_hub.runner_protocol import (
+    ERROR_CONTEXT,
+    GenerateRequest,
+    LoadSpec,
+    RuntimeConfig,
+    TokenizeRequest,
+)
 from models_hub.supervisor import RunnerCrashed, RunnerError, supervisor
 from tests.models_hub.test_runner import MIB, config_here, limits
 from tests.waiting import wait_until
@@ -74,6 +83,7 @@ class Stream:
     request: GenerateRequest
     stop: threading.Event = field(default_factory=threading.Event)
     texts: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # when each piece came
     counts: tuple = ()
     error: BaseException | None = None
     first_at: float = 0.0
@@ -90,6 +100,7 @@ class Stream:
                 if isinstance(piece, str):
                     self.first_at = self.first_at or time.monotonic()
                     self.texts.append(piece)
+                    self.times.append(time.monotonic())
                 else:
                     self.counts = piece
         except BaseException as exc:  # noqa: BLE001 - the test looks at it
@@ -232,6 +243,44 @@ def test_a_stop_string_ends_a_batched_reply_before_it():
     word = full.split()[8]
     cut = alone(request(load, story("dragons"), max_tokens=60, stop=(word,)))
     assert cut.text == full[: full.index(word)]
+
+
+def test_a_long_prompt_is_read_without_stopping_the_replies_being_written():
+    load = spec(parallel=2)
+    writing = Stream(request(load, story("boats"), max_tokens=400)).start()
+    wait_until(lambda: writing.texts, timeout=60, what="the first reply to start")
+    started = time.monotonic()
+    reading = Stream(
+        request(load, [{"role": "user", "content": "Sum this up: " + "apples and pears. " * 150}])
+    )
+    reading.start().join()
+    assert reading.error is None and reading.counts[0] > 600
+    # The other reply went on while the 600 tokens were read a piece at a time: no pause in
+    # its text came near the time the reading took (in one piece, most of it).
+    during = [started, *(at for at in writing.times if started < at < reading.first_at), reading.first_at]
+    longest_pause = max(later - earlier for earlier, later in itertools.pairwise(during))
+    assert len(during) > 5 and longest_pause < 0.4 * (reading.first_at - started)
+    assert writing.join().error is None
+
+
+def _threads(pid: int) -> int:
+    return int(re.search(r"Threads:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+
+
+def test_a_model_nobody_writes_with_holds_no_threads():
+    # OpenMP threads left waiting beside a thread that computes make libgomp sleep in the
+    # kernel at every step, several times slower: the decoder's threads end with its work.
+    load = spec(parallel=2)
+    assert supervisor.call("summary") == []  # the runner serves, nothing loaded
+    runner = supervisor.runner().pid
+    idle = _threads(runner)
+    tokenize = TokenizeRequest(spec=load, config=config_here(), limits=limits(1000), texts=["hi"])
+    assert supervisor.call("tokenize", tokenize) == [1]  # loaded
+    streams = [Stream(request(load, story(topic), max_tokens=60)).start() for topic in TOPICS[:2]]
+    wait_until(lambda: all(s.texts for s in streams), timeout=60, what="both replies to start")
+    assert _threads(runner) > idle
+    assert all(s.join().error is None for s in streams)
+    wait_until(lambda: _threads(runner) == idle, timeout=10, what="the decoder's threads to end")
 
 
 def test_a_prompt_longer_than_a_slot_is_refused_and_the_others_go_on():

@@ -52,7 +52,7 @@ def path_model(tmp_path, name: str = "Mine") -> LocalModel:
 
 
 def row_of(html: str, slug: str) -> str:
-    start = html.index(f'data-slug="{slug}"')
+    start = html.index(f'data-slug="{slug}" data-status=')  # its card, not the probe's line
     return html[start : html.index("</li>", start)]
 
 

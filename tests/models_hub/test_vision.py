@@ -9,6 +9,7 @@ import base64
 import io
 import shutil
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -21,7 +22,14 @@ from models_hub.bundled import bundled_model_path
 from models_hub.catalog import CATALOG, catalog_entry
 from models_hub.machine import memory_needed
 from models_hub.models import LocalModelStatus
-from models_hub.runner_protocol import ERROR_FAILED, GenerateRequest, Limits, LoadSpec
+from models_hub.runner_protocol import (
+    ERROR_FAILED,
+    GenerateRequest,
+    Limits,
+    LoadSpec,
+    RuntimeConfig,
+    config_candidates,
+)
 from models_hub.runtime import load_spec_for
 from models_hub.supervisor import RunnerError, supervisor
 from tests.chat.socket_client import session_cookie_for
@@ -195,7 +203,7 @@ def data_uri(colour: str = "red") -> str:
 def reply(spec: LoadSpec, *parts: dict) -> tuple[str, int, int]:
     request = GenerateRequest(
         spec=spec,
-        config=probe.config_for(spec).config,
+        config=RuntimeConfig(use_extra_bufts=False),  # runs on every CPU; what the probe may pick: above
         limits=Limits(memory_budget=500 * MIB, idle_unload_s=0),
         messages=[{"role": "user", "content": [*parts, {"type": "text", "text": "What is in the picture?"}]}],
         max_tokens=8,
@@ -207,6 +215,13 @@ def reply(spec: LoadSpec, *parts: dict) -> tuple[str, int, int]:
 
 def image_part(url: str) -> dict:
     return {"type": "image_url", "image_url": {"url": url}}
+
+
+def test_a_vision_model_is_never_loaded_with_a_micro_batch_of_one(projector):
+    # An image's tokens attend to each other: llama.cpp evaluates them in one micro-batch.
+    spec = vision_spec(projector)
+    assert all(config.n_ubatch > 1 for config in config_candidates(spec))
+    assert probe.probe_key(spec) != probe.probe_key(replace(spec, projector_path=""))  # chosen apart
 
 
 def test_an_image_reaches_the_model_as_image_tokens(fresh_runner, projector):
