@@ -112,7 +112,7 @@ def config_candidates(spec: LoadSpec) -> list[RuntimeConfig]:
         RuntimeConfig(use_extra_bufts=False, n_threads=1),
     ]
     if spec.projector_path:  # an image's tokens attend to each other: one micro-batch holds them all
-        on_cpu = [config for config in on_cpu if config.batches_sequences]
+        on_cpu = [config for config in on_cpu if config.n_ubatch > 1]
     if not spec.n_gpu_layers:
         return on_cpu
     return on_cpu + [replace(config, n_gpu_layers=0) for config in on_cpu]
