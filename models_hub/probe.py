@@ -3,14 +3,14 @@
 Some machines advertise CPU features they do not let a process use (a virtual machine
 whose CPU says AMX): a model loaded the fast way dies on its first prompt. So before a
 model is first used here, a throwaway child process loads it, evaluates a prompt of a few
-hundred tokens, decodes a few more, and decodes as many in every slot at once, in each
-configuration worth having, fastest first (``runner_protocol.config_candidates``). Where
-the fastest survives, it is kept. Where it does not, the survivors are compared: on such a
-machine repacked weights with a micro-batch of one write one reply fastest, while plain
-weights may read prompts and write many replies at once faster; ``best_of`` keeps the one
-that is never far behind. The choice is remembered per model file, slots, llama.cpp build
-and CPU in ``<data dir>/runtime-probes.json``, so it is made once per machine, not once per
-process.
+hundred tokens, decodes a few more, and decodes as many in every slot at once (each timing
+taken twice, the faster kept: ``runner.PROBE_ROUNDS``), in each configuration worth having,
+fastest first (``runner_protocol.config_candidates``). Where the fastest survives, it is
+kept. Where it does not, the survivors are compared: on such a machine repacked weights with
+a micro-batch of one write one reply fastest, while plain weights may read prompts and write
+many replies at once faster; ``best_of`` keeps the one that is never far behind. The choice
+is remembered per model file, slots, llama.cpp build and CPU in
+``<data dir>/runtime-probes.json``, so it is made once per machine, not once per process.
 """
 
 from __future__ import annotations
