@@ -11,11 +11,13 @@ being written: one person's many conversations cannot hold every slot.
 
 A slot keeps its last conversation's tokens in its KV cache, so that conversation's next turn
 evaluates only what is new. A reply takes, in this order: the slot that holds its
-conversation; a slot for the conversation's prompt kept aside (see ``PromptStore``), copied
-back in; the free slot whose last conversation, the same person's, shares the longest start
-with its prompt; an empty slot; the slot least recently used. A slot handed to another
-conversation first copies its own out to the store, which keeps it while memory allows.
-Nobody's reply starts from someone else's tokens.
+conversation; a free slot holding a conversation of the same person's that its prompt
+continues (an API client sending a whole history again); an empty slot; the free slot whose
+conversation, the same person's, shares the longest start with its prompt; the slot least
+recently used. A slot handed to another conversation first copies its own out to the store,
+which keeps it while memory allows; a conversation kept there is copied back into whichever
+slot its next turn takes (see ``PromptStore``). Nobody's reply starts from someone else's
+tokens.
 
 Runs in the model runner only (it imports llama.cpp).
 """
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import llama_cpp
+import numpy as np
 from llama_cpp._internals import LlamaSampler
 
 from .runner_protocol import GenerateRequest
@@ -38,6 +41,8 @@ from .runner_protocol import GenerateRequest
 if TYPE_CHECKING:
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from .tokenizing import Tokenizer
 
 # llama-cpp-python's own defaults for a chat completion, so that a reply samples as it did
 # when written through ``Llama.create_chat_completion``.
@@ -56,13 +61,13 @@ class PromptState:
     """A conversation's evaluated tokens and their KV cache, copied out of a slot."""
 
     tokens: list[int]
-    kv: ctypes.Array
+    kv: np.ndarray  # of bytes; its first ``kv_bytes`` are the state
     kv_bytes: int
     last_used: float = field(default_factory=time.monotonic)
 
     @property
     def nbytes(self) -> int:
-        return len(self.tokens) * ctypes.sizeof(ctypes.c_int32) + ctypes.sizeof(self.kv)
+        return len(self.tokens) * ctypes.sizeof(ctypes.c_int32) + self.kv.nbytes
 
 
 class PromptStore(Protocol):
@@ -158,6 +163,10 @@ class _Slot:
     last_used: float = 0.0
 
 
+def _bytes_at(array: np.ndarray):
+    return array.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -181,6 +190,7 @@ class Decoder:
         self,
         llama: Llama,
         formatter: Jinja2ChatFormatter,
+        tokenizer: Tokenizer,
         parallel: int,
         store: PromptStore,
         batches_sequences: bool = True,
@@ -188,6 +198,7 @@ class Decoder:
         self._llama = llama
         self._batches_sequences = batches_sequences  # RuntimeConfig.batches_sequences
         self._formatter = formatter
+        self._tokenizer = tokenizer
         self._store = store
         self._ctx = llama._ctx.ctx
         self._vocab = llama._model.vocab
@@ -221,8 +232,11 @@ class Decoder:
 
     def _prompt(self, request: GenerateRequest) -> list[int]:
         formatted = self._formatter(messages=request.messages)
-        prompt = self._llama.tokenize(
-            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+        key = request.prompt_cache_key
+        prompt = self._tokenizer.prompt(
+            formatted.prompt,
+            add_bos=not formatted.added_special,
+            conversation="" if not key or self._store.is_forgotten(key) else key,
         )
         if len(prompt) >= self._n_ctx_seq:
             # ValueError: the runner's word for "does not fit the context" (ERROR_CONTEXT).
@@ -319,9 +333,13 @@ class Decoder:
             if reply.cache_key and slot.owner == reply.cache_key:
                 return slot
 
-        def preference(slot: _Slot) -> tuple[int, bool, float]:
+        def preference(slot: _Slot) -> tuple[bool, int, float]:
             shared = _common_prefix(slot.tokens, reply.prompt) if self._same_person(slot, reply) else 0
-            return (-shared, bool(slot.owner), slot.last_used)
+            # Copying a long conversation out costs more than reading a shared start again
+            # (a system prompt): an empty slot comes first, unless the prompt continues what
+            # the slot holds.
+            continues = shared * 2 >= len(slot.tokens) > 0
+            return (bool(slot.owner) and not continues, -shared, slot.last_used)
 
         return min(free, key=preference)
 
@@ -358,14 +376,16 @@ class Decoder:
         size = llama_cpp.llama_state_seq_get_size(self._ctx, slot.seq_id)
         if size + len(slot.tokens) * ctypes.sizeof(ctypes.c_int32) > self._store.prompt_room():
             return
-        kv = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(self._ctx, kv, size, slot.seq_id)
+        # numpy's buffer is not zeroed first, as a ctypes array is, and asks for huge pages:
+        # 2,400 tokens of the bundled model (52 MB) copy out in 177 ms instead of 220.
+        kv = np.empty(size, dtype=np.uint8)
+        written = llama_cpp.llama_state_seq_get_data(self._ctx, _bytes_at(kv), size, slot.seq_id)
         self._store.prompt_keep(slot.owner, PromptState(tokens=list(slot.tokens), kv=kv, kv_bytes=written))
 
     def _state_load(self, slot: _Slot, state: PromptState) -> None:
         self._clear(slot)
         if (
-            llama_cpp.llama_state_seq_set_data(self._ctx, state.kv, state.kv_bytes, slot.seq_id)
+            llama_cpp.llama_state_seq_set_data(self._ctx, _bytes_at(state.kv), state.kv_bytes, slot.seq_id)
             == state.kv_bytes
         ):
             slot.tokens = list(state.tokens)

@@ -1,6 +1,7 @@
 """The model runner: a child process that holds llama.cpp models and writes replies with them.
 
-This is the only module that imports llama.cpp. A native fault in there (an instruction the
+Only this process imports llama.cpp (this module, and ``batching`` and ``tokenizing``, which
+it imports). A native fault in there (an instruction the
 CPU advertises but does not allow, a malformed file, the kernel's OOM killer) ends this
 process and nothing else: the supervisor (``models_hub.supervisor``) sees the pipe close,
 fails the replies in flight and starts another runner. It imports no Django; each request
@@ -238,12 +239,16 @@ class LoadedModel:
         # A text model's replies are decoded together; a vision model's one at a time.
         self.decoder: Decoder | None = None
         self.lock = threading.Lock()  # held while a vision model generates
+        from .tokenizing import Tokenizer
+
+        self.tokenizer = Tokenizer(llama)
         if not self.spec.projector_path:
             from .batching import Decoder
 
             self.decoder = Decoder(
                 llama,
                 chat_formatter(llama, self.spec),
+                self.tokenizer,
                 max(1, self.spec.parallel),
                 prompts,
                 batches_sequences=key[1].batches_sequences,
@@ -398,6 +403,8 @@ class ModelCache:
                 self._forgotten.popitem(last=False)
             for state_key in [k for k in self._states if k[1] in self._forgotten]:
                 del self._states[state_key]
+            for model in self._loaded.values():
+                model.tokenizer.forget(cache_keys)
             decoders = [m.decoder for m in self._loaded.values() if m.decoder is not None]
         for decoder in decoders:
             decoder.forget()
@@ -577,10 +584,7 @@ class Runner:
 
     def _tokenize(self, request_id: int, request: TokenizeRequest) -> None:
         with self.models.in_use(request.spec, request.config, request.limits) as loaded:
-            counts = [
-                len(loaded.llama.tokenize(text.encode(), add_bos=False, special=False))
-                for text in request.texts
-            ]
+            counts = [loaded.tokenizer.count(text) for text in request.texts]
         self._send("result", request_id, counts)
 
     def _janitor(self) -> None:

@@ -237,6 +237,21 @@ def test_each_conversation_keeps_its_slot_between_turns_until_it_is_forgotten():
     assert again.counts[2] == 0 and again.text == seconds["dragons"].text
 
 
+def test_a_persons_new_conversation_takes_an_empty_slot_rather_than_push_out_their_other():
+    load = spec(parallel=2)
+    first = alone(request(load, story("dragons"), key="ann.1", max_tokens=120))
+    # The new one shares only the template's start with the first: an empty slot is there.
+    alone(request(load, story("boats"), key="ann.2"))
+    model = loaded_model()
+    assert (model["prompts_held"], model["prompts_kept_bytes"]) == (2, 0), "nothing copied out"
+    again = alone(request(load, follow_up(story("dragons"), first.text), key="ann.1"))
+    assert again.counts[2] >= first.counts[0]
+    # No slot is empty now: the least recently used conversation is copied out for a third.
+    alone(request(load, story("clouds"), key="ann.3"))
+    model = loaded_model()
+    assert model["prompts_held"] == 3 and model["prompts_kept_bytes"] > 0
+
+
 def test_a_stop_string_ends_a_batched_reply_before_it():
     load = spec(parallel=2)
     full = alone(request(load, story("dragons"), max_tokens=60)).text

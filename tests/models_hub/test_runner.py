@@ -234,6 +234,22 @@ def test_kept_prompts_beyond_the_memory_budget_go_least_recently_used_first():
     assert turn(follow_up(apples, apples_reply), "a", budget_mb)[2] == 0
 
 
+def test_the_memory_estimate_counts_the_kv_cache_llama_cpp_keeps():
+    """What the budget counts per token of context is what a loaded model holds per token."""
+    import llama_cpp
+
+    from models_hub.gguf import gguf_read
+    from models_hub.runner import load
+
+    path = str(bundled_model_path())
+    llama = load(spec(path, "direct"), RuntimeConfig(use_extra_bufts=False))  # safe on any CPU
+    tokens = llama.tokenize(b" The quick brown fox jumps over the lazy dog." * 20)[:200]
+    llama.eval(tokens)
+    held_per_token = llama_cpp.llama_state_seq_get_size(llama._ctx.ctx, 0) / len(tokens)
+    llama.close()
+    assert held_per_token == pytest.approx(gguf_read(path).kv_bytes_per_token, rel=0.01)
+
+
 # --- Crashes ----------------------------------------------------------------------------
 
 
