@@ -11,6 +11,7 @@ from pathlib import Path
 from django.conf import settings
 
 from . import probe
+from .runner_protocol import KV_CACHE_SHARE_OF_F16
 
 MIB = 1024 * 1024
 # llama.cpp's compute buffers and the runtime around the weights and the KV cache.
@@ -96,8 +97,10 @@ def machine_facts() -> Machine:
 
 def memory_needed(*, size_bytes: int, kv_bytes_per_token: int, n_ctx: int) -> int:
     """An estimate of the memory a model takes once loaded: its weights, its KV cache
-    for ``n_ctx`` tokens, and llama.cpp's working buffers."""
-    return size_bytes + kv_bytes_per_token * n_ctx + _OVERHEAD_BYTES
+    for ``n_ctx`` tokens (``kv_bytes_per_token`` counts keys and values in f16, as the model's
+    file describes them; the runner keeps keys in 8 bits), and llama.cpp's working buffers."""
+    kv_bytes = round(kv_bytes_per_token * KV_CACHE_SHARE_OF_F16 * n_ctx)
+    return size_bytes + kv_bytes + _OVERHEAD_BYTES
 
 
 def disk_free(folder: Path) -> int:

@@ -47,6 +47,7 @@ from .runner_protocol import (
     ERROR_FAILED,
     ERROR_MEMORY,
     FAULT_ENV,
+    KEY_CACHE_GGML_TYPE,
     BuildInfo,
     GenerateRequest,
     Limits,
@@ -137,6 +138,7 @@ def load(spec: LoadSpec, config: RuntimeConfig) -> Llama:
             n_threads_batch=spec.n_threads,
             n_gpu_layers=spec.n_gpu_layers,
             n_ubatch=config.n_ubatch,
+            type_k=KEY_CACHE_GGML_TYPE,
             verbose=False,
         )
     if spec.projector_path:

@@ -16,6 +16,7 @@ from localai_site.core.refusals import Refusal
 from models_hub import runtime, services
 from models_hub.bundled import BUNDLED_SLUG, bundled_model_path
 from models_hub.models import LocalModel, LocalModelStatus
+from models_hub.runner_protocol import KV_CACHE_SHARE_OF_F16
 from tests.chat.socket_client import open_socket, session_cookie_for
 from tests.conftest import PASSWORD
 
@@ -149,8 +150,10 @@ def test_a_text_model_has_slots_and_memory_for_each_a_vision_model_one(local_mod
     local_model.parallel_replies = 2
     two = runtime.load_spec_for(local_model)
     assert two.parallel == 2
-    # Each slot holds a whole window of KV cache.
-    assert one.memory_bytes - two.memory_bytes == 2 * local_model.kv_bytes_per_token * one.n_ctx > 0
+    # Each slot holds a whole window of KV cache, its keys in 8 bits.
+    window = local_model.kv_bytes_per_token * KV_CACHE_SHARE_OF_F16 * one.n_ctx
+    assert one.memory_bytes - two.memory_bytes == pytest.approx(2 * window, abs=1)
+    assert window > 0
     local_model.projector_path = "/models/mmproj.gguf"
     assert runtime.load_spec_for(local_model).parallel == 1
 

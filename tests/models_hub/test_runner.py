@@ -22,6 +22,7 @@ from models_hub.runner_protocol import (
     DEFAULT_CONFIG,
     ERROR_MEMORY,
     FAULT_ENV,
+    KV_CACHE_SHARE_OF_F16,
     GenerateRequest,
     Limits,
     LoadSpec,
@@ -201,7 +202,17 @@ def test_a_conversations_next_turn_reuses_its_prompt_after_another_conversation_
     assert first_prompt <= cached < prompt_tokens
 
     supervisor.stop()  # a runner that never saw this conversation
-    assert turn(second, "a") == (text, prompt_tokens, 0), "greedy text as without the cache"
+    fresh_text, fresh_prompt_tokens, fresh_cached = turn(second, "a")
+    assert (fresh_prompt_tokens, fresh_cached) == (prompt_tokens, 0)
+    assert starts_alike(text, fresh_text), "greedy text as without the cache"
+
+
+def starts_alike(a: str, b: str, words: int = 8) -> bool:
+    """Whether two greedy replies to one prompt begin with the same words. A prompt read in
+    one batch and the same tokens decoded one at a time differ in their last bits (llama.cpp
+    does not promise them equal), and keys cached in 8 bits can let that show late in a reply;
+    a cache that held the wrong tokens shows from the first words."""
+    return bool(a.split()) and a.split()[:words] == b.split()[:words]
 
 
 def test_a_new_conversation_may_start_from_the_same_persons_prompt_only():
@@ -223,8 +234,8 @@ def test_a_forgotten_conversation_leaves_nothing_kept_nor_in_the_context():
 
 
 def test_kept_prompts_beyond_the_memory_budget_go_least_recently_used_first():
-    # Each opening is about 170 tokens: 4 MB of KV cache kept aside.
-    budget_mb = 200 + 6  # the model, and room for one conversation's prompt
+    # Each opening is about 170 tokens: 3 MB of KV cache kept aside.
+    budget_mb = 200 + 4  # the model, and room for one conversation's prompt
     apples, boats = opening("apples"), opening("boats")
     apples_reply, _, _ = turn(apples, "a", budget_mb)
     boats_reply, boats_prompt, _ = turn(boats, "b", budget_mb)  # keeps "a"
@@ -247,7 +258,8 @@ def test_the_memory_estimate_counts_the_kv_cache_llama_cpp_keeps():
     llama.eval(tokens)
     held_per_token = llama_cpp.llama_state_seq_get_size(llama._ctx.ctx, 0) / len(tokens)
     llama.close()
-    assert held_per_token == pytest.approx(gguf_read(path).kv_bytes_per_token, rel=0.01)
+    estimated = gguf_read(path).kv_bytes_per_token * KV_CACHE_SHARE_OF_F16
+    assert held_per_token == pytest.approx(estimated, rel=0.01)
 
 
 # --- Crashes ----------------------------------------------------------------------------
