@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import setup_logging, task_postrun, task_prerun, worker_ready
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_ready, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "localai_site.settings")
 
@@ -15,6 +15,13 @@ def _announce_worker(sender, **kwargs) -> None:
     from models_hub.workers import heartbeat_start  # Django is set up by now
 
     heartbeat_start([queue.name for queue in sender.app.amqp.queues.consume_from.values()])
+
+
+@worker_shutting_down.connect
+def _withdraw_worker(**kwargs) -> None:
+    from models_hub.workers import heartbeat_stop
+
+    heartbeat_stop()
 
 
 @task_prerun.connect

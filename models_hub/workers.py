@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 10
 HEARTBEAT_TTL_S = 3 * HEARTBEAT_EVERY_S
 _WORKER_KEY = "localai:worker:"
+_stopping = threading.Event()  # set once this worker's shutdown has begun
+_announcing = threading.Lock()  # so that no beat lands after the heartbeat is taken away
 
 
 def worker_queue_name() -> str:
@@ -48,6 +50,7 @@ class WorkerView:
     loaded: list[dict]
     busy: bool
     machine: dict
+    at: float = 0.0  # when it last announced itself (time.time())
 
     @property
     def own_queue(self) -> str:
@@ -61,7 +64,12 @@ class WorkerView:
         return any(model["slug"] == slug for model in self.loaded)
 
     def has_room_for(self, slug: str) -> bool:
-        """Whether it holds ``slug`` with a slot free: a reply sent there starts at once."""
+        """Whether it holds ``slug`` with a slot free: a reply sent there starts at once. Only
+        a worker heard from within a beat or so: one that died without a word still looks alive
+        until its heartbeat expires, and a reply sent to its own queue would wait there until
+        failed as stale."""
+        if time.time() - self.at > HEARTBEAT_EVERY_S + 5:
+            return False
         return any(
             model["slug"] == slug and model["active"] + model["waiting"] < model["parallel"]
             for model in self.loaded
@@ -100,6 +108,7 @@ def workers_list() -> list[WorkerView]:
             loaded=beat.get("loaded", []),
             busy=beat.get("busy", False),
             machine=beat.get("machine", {}),
+            at=beat.get("at", 0.0),
         )
         for beat in _heartbeats()
     ]
@@ -158,19 +167,35 @@ def prompt_caches_forget(cache_keys: list[str]) -> None:
 
 def heartbeat_start(queues: list[str]) -> None:
     """Announce this worker every few seconds while the process lives, even mid-reply, and
-    at once when it loads, unloads, starts or stops using a model."""
-    key = f"{_WORKER_KEY}{socket.gethostname()}:{os.getpid()}"
+    at once when it loads, unloads, starts or stops using a model; until ``heartbeat_stop``."""
+    key = _heartbeat_key()
 
     def announce() -> None:
         state_changed.clear()
         # Redis away for a moment: readiness shows it; the next beat tries again.
-        with contextlib.suppress(Exception):
-            redis_client().set(key, json.dumps(heartbeat_report(queues)), ex=HEARTBEAT_TTL_S)
+        with _announcing, contextlib.suppress(Exception):
+            if not _stopping.is_set():
+                redis_client().set(key, json.dumps(heartbeat_report(queues)), ex=HEARTBEAT_TTL_S)
 
     def beat() -> None:
-        while True:
+        while not _stopping.is_set():
             state_changed.wait(HEARTBEAT_EVERY_S)
-            announce()
+            if not _stopping.is_set():
+                announce()
 
     announce()  # before the worker says it is ready: readiness must not lag behind it
     threading.Thread(target=beat, name="localai-heartbeat", daemon=True).start()
+
+
+def heartbeat_stop() -> None:
+    """Stop announcing this worker and take its heartbeat away, as its shutdown begins: it
+    consumes nothing more, so no reply may be sent to its own queue."""
+    with _announcing:
+        _stopping.set()
+    state_changed.set()
+    with contextlib.suppress(Exception):
+        redis_client().delete(_heartbeat_key())
+
+
+def _heartbeat_key() -> str:
+    return f"{_WORKER_KEY}{socket.gethostname()}:{os.getpid()}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 from channels.db import database_sync_to_async
@@ -297,3 +298,18 @@ def test_a_token_too_long_for_the_form_keeps_the_stored_one_and_says_why(admin_c
     response = admin_client.post("/hub/token/", {"token": "hf_" + "b" * 500}, follow=True)
     assert "The access token was not saved" in response.content.decode()
     assert services.hub_token_get() == "hf_" + "a" * 30
+
+
+def test_replies_go_straight_only_to_a_worker_heard_from_lately():
+    from models_hub.workers import HEARTBEAT_EVERY_S, WorkerView
+
+    def worker(beat_age_s: float, active: int = 0) -> WorkerView:
+        loaded = [{"slug": "smol", "active": active, "waiting": 0, "parallel": 2}]
+        queues = ["local", "local.vm.7"]
+        return WorkerView("vm", 7, queues, loaded, busy=False, machine={}, at=time.time() - beat_age_s)
+
+    assert worker(1).has_room_for("smol")
+    assert not worker(1).has_room_for("other")
+    assert not worker(1, active=2).has_room_for("smol"), "every slot taken"
+    # One that died without a word: its heartbeat lasts a while yet, its queue is not read.
+    assert not worker(HEARTBEAT_EVERY_S * 2).has_room_for("smol")

@@ -115,6 +115,25 @@ async def test_a_reply_joins_the_worker_already_writing_one_with_that_model(
     assert RECEIVED.findall(other.log_path.read_bytes()) == []
 
 
+@pytest.mark.asyncio
+async def test_a_worker_that_stops_takes_no_more_replies_at_once(
+    two_local_workers, local_model, conversation, user
+):
+    cookie = await database_sync_to_async(session_cookie_for)(user)
+    assert (await _reply(conversation, cookie))["status"] == "done"
+    holder = await wait_until_async(
+        lambda: _holder(local_model.slug, two_local_workers), timeout=20, what="one worker holding the model"
+    )
+    other = next(p for p in two_local_workers if p is not holder)
+    assert await database_sync_to_async(local_queue_for)(local_model) != "local"  # its own queue
+    holder.stop()  # its heartbeat would have lasted half a minute more
+    assert holder.proc.pid not in {w.pid for w in await database_sync_to_async(workers_list)()}
+    assert await database_sync_to_async(local_queue_for)(local_model) == "local"
+    final = await _reply(conversation, cookie)
+    assert final["status"] == "done", final["error"]
+    assert len(RECEIVED.findall(other.log_path.read_bytes())) == 1
+
+
 def test_a_local_only_worker_runs_local_concurrency_tasks_at_once_on_threads(transactional_db, tmp_path):
     worker = WorkerProcess(tmp_path / "worker.log", LOCAL_CONCURRENCY="5")
     try:
