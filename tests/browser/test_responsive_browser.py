@@ -410,6 +410,7 @@ class KeyboardShortcutTests(BrowserTestCase):
         page = self.page
         self._open_conversation("helpful@example.com")
         help_sheet = page.locator("#shortcuts-help")
+        expect(page.locator("#composer-input")).to_be_focused()  # the page opens ready to write
         page.keyboard.type("?")  # in the message box it is just a character
         expect(page.locator("#composer-input")).to_have_value("?")
         expect(help_sheet).to_be_hidden()
