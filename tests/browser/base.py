@@ -23,6 +23,8 @@ from playwright.sync_api import Locator, Page, sync_playwright
 from accounts.selectors import admin_exists
 from accounts.setup_token import setup_token_issue
 from chat.models import ACTIVE_STATUSES, Message
+from localai_site.core.queues import Queue
+from localai_site.core.tasks import tasks_wait_idle
 from models_hub.services import bundled_model_register
 from tests.conftest import PASSWORD
 from tests.waiting import Errors, wait_until
@@ -115,6 +117,11 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
 
     @classmethod
     def setUpClass(cls):
+        # The server is forked from this process: a task thread still running here (a reply an
+        # earlier, non-browser test left) would be copied mid-call, with the locks it held
+        # taken for good in the server.
+        for queue in Queue:
+            tasks_wait_idle(queue, timeout=REPLY_TIMEOUT_MS / 1000)
         super().setUpClass()  # forks the daphne child, with the subclass's settings
         try:
             cls._allow_db_access_between_playwright_calls()
