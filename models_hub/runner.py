@@ -1,11 +1,10 @@
 """The model runner: a child process that holds llama.cpp models and writes replies with them.
 
 Only this process imports llama.cpp (this module, and ``batching`` and ``tokenizing``, which
-it imports). A native fault in there (an instruction the
-CPU advertises but does not allow, a malformed file, the kernel's OOM killer) ends this
-process and nothing else: the supervisor (``models_hub.supervisor``) sees the pipe close,
-fails the replies in flight and starts another runner. It imports no Django; each request
-carries what it needs (``models_hub.runner_protocol``).
+it imports). A native fault in there (an instruction the CPU advertises but does not allow, a
+malformed file, the kernel's OOM killer) ends this process and nothing else: the supervisor
+(``models_hub.supervisor``) sees the pipe close, fails the replies in flight and starts another
+runner. It imports no Django; each request carries what it needs (``models_hub.runner_protocol``).
 
 Loading a GGUF takes time, so a model is loaded on first use and kept while the loaded models
 fit the memory budget: loading one more unloads the least recently used idle ones, a model in

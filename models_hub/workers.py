@@ -180,8 +180,7 @@ def heartbeat_start(queues: list[str]) -> None:
     def beat() -> None:
         while not _stopping.is_set():
             state_changed.wait(HEARTBEAT_EVERY_S)
-            if not _stopping.is_set():
-                announce()
+            announce()  # which announces nothing once stopping
 
     announce()  # before the worker says it is ready: readiness must not lag behind it
     threading.Thread(target=beat, name="localai-heartbeat", daemon=True).start()
