@@ -63,7 +63,11 @@ def _reply_take(message_id: int) -> Message | None:
         message_id, to=MessageStatus.STREAMING, source=MessageStatus.QUEUED, started_at=now, heartbeat_at=now
     ):
         return None  # stopped before a worker got to it, or already taken
-    return Message.objects.select_related("conversation__persona", "conversation__owner").get(pk=message_id)
+    return (
+        Message.objects.select_related("conversation__persona", "conversation__owner")
+        .prefetch_related("attachments")  # read here: its bubble is rendered on the reply's thread
+        .get(pk=message_id)
+    )
 
 
 def _reply_prepare(reply: Message) -> tuple[ChatProvider, GenerationParams, Prompt]:

@@ -1,15 +1,19 @@
 """Cloud replies through the real openai SDK, against real servers on loopback."""
 
 import logging
+import threading
 
 import pytest
+from django.db.backends.signals import connection_created
 
 from accounts.models import InstanceSettings
 from chat import services
 from chat.models import CloudModel, CloudProvider, Message, MessageStatus
 from chat.providers.registry import models_offered
 from localai_site.core import crypto
+from localai_site.core.queues import Queue
 from localai_site.core.refusals import Refusal
+from localai_site.core.tasks import tasks_wait_idle
 from tests.chat.conftest import make_cloud_provider
 from tests.servers import API_KEY, LLAMA_ALIAS, free_port
 
@@ -39,6 +43,29 @@ def test_a_cloud_reply_streams_through_the_openai_sdk_and_records_who_received_i
     assert 0 < reply.completion_tokens <= short_replies.CHAT_MAX_TOKENS
     user_message = conversation.messages.get(role="user")
     assert user_message.provider == "loopback", "the access report needs who received the user's words"
+
+
+@pytest.mark.django_db(transaction=True)  # the reply is written after the send commits
+def test_the_thread_writing_a_reply_opens_no_database_connection(user, loopback_provider, short_replies):
+    """A cloud worker writes hundreds of replies at once, a thread each, and PostgreSQL allows
+    100 connections: a reply's reads and writes, the bubbles it is shown in included, go
+    through the few reply database threads (``chat.streaming.reply_database``)."""
+    opened_on: list[str] = []
+
+    def opened(sender, connection, **kwargs) -> None:
+        opened_on.append(threading.current_thread().name)
+
+    model_id = f"cloud:loopback/{LLAMA_ALIAS}"
+    conversation = _cloud_conversation(user, model_id)
+    connection_created.connect(opened)
+    try:
+        _, reply = services.message_send(conversation=conversation, content="Say hello.", model_id=model_id)
+        tasks_wait_idle(Queue.CLOUD, timeout=120)
+    finally:
+        connection_created.disconnect(opened)
+    reply.refresh_from_db()
+    assert reply.status == MessageStatus.DONE, reply.error
+    assert set(opened_on) <= {threading.current_thread().name, "localai-reply-db"}
 
 
 def test_discovery_lists_the_providers_models_disabled_until_an_admin_enables_them(db, llama_server):
