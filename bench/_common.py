@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -141,17 +142,25 @@ def session_cookie(user) -> str:
     return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
 
 
+def _logs_keep(data_dir: Path, keep: Path) -> None:
+    keep.mkdir(parents=True, exist_ok=True)
+    for log_file in data_dir.glob("*.log"):
+        shutil.copy(log_file, keep / log_file.name)
+
+
 @contextmanager
 def bench_environment(database_url: str | None, **extra: str):
     """A throwaway data folder (and, given a PostgreSQL server URL, a throwaway database),
-    set in this process's environment; yields (data folder, environment for children)."""
-    import shutil
+    set in this process's environment; yields (data folder, environment for children).
+    BENCH_LOGS=<folder> keeps the children's logs there (they go with the data folder)."""
     import tempfile
     from contextlib import ExitStack
 
     data_dir = Path(tempfile.mkdtemp(prefix="localai-bench-"))
     with ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, data_dir, ignore_errors=True)
+        if keep := os.environ.get("BENCH_LOGS"):
+            cleanup.callback(_logs_keep, data_dir, Path(keep))
         database = cleanup.enter_context(fresh_postgres_database(database_url)) if database_url else ""
         env = app_env(data_dir, DATABASE_URL=database, **extra)
         os.environ.update(env)

@@ -30,9 +30,10 @@ Each app client checks its reply: final status done (``complete``), and both the
 assembled from the deltas (placed by offset, as chat.js does) and the final message's
 content equal exactly what the endpoint wrote for it (``lost_or_doubled`` counts the
 replies where either differs). ``cpu_s_per_1k_tokens``: CPU seconds (user + system) of
-the web process, the worker and redis-server while the app streams, per 1,000 tokens
-delivered. Redis is shared with whatever else runs on the machine, so its share is an
-upper bound.
+the web process, the worker, redis-server and, with --database-url on this machine, the
+PostgreSQL server while the app streams, per 1,000 tokens delivered (``cpu_s`` per process).
+Redis and PostgreSQL are shared with whatever else runs on the machine, so their shares are
+upper bounds.
 
 Targets: complete == streams x pairs, lost_or_doubled == 0, first_token_p95_added_ms <= 250,
 p95_added_ms <= 100.
@@ -75,6 +76,7 @@ from bench._common import (  # noqa: E402
 )
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+LOOPBACK_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
 MODEL_NAME = "paced"
 FINAL_STATUSES = {"done", "stopped", "failed"}
 STREAM_TIMEOUT_S = 120
@@ -290,9 +292,43 @@ async def app_round(
 
 
 # --- measuring the app's CPU ------------------------------------------------------------------
-def cpu_seconds(processes_by_name: dict) -> dict[str, tuple[float, float]]:
-    """(user, system) CPU seconds of each process so far."""
-    return {name: tuple(proc.cpu_times()[:2]) for name, proc in processes_by_name.items()}
+def cpu_seconds(processes_by_name: dict, postmaster=None) -> dict[str, tuple[float, float]]:
+    """(user, system) CPU seconds of each process so far, and of the PostgreSQL server."""
+    used = {name: tuple(proc.cpu_times()[:2]) for name, proc in processes_by_name.items()}
+    if postmaster is not None:
+        used["postgres"] = postgres_cpu_seconds(postmaster)
+    return used
+
+
+def postgres_server(connection):
+    """The PostgreSQL server's main process, if the data is in PostgreSQL on this machine."""
+    import psutil
+
+    if connection.vendor != "postgresql" or connection.settings_dict["HOST"] not in LOOPBACK_HOSTS:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+    try:
+        return psutil.Process(backend).parent()
+    except psutil.Error:
+        return None
+
+
+def postgres_cpu_seconds(postmaster) -> tuple[float, float]:
+    """A backend serves one connection and ends with it, so the server's CPU so far is its
+    main process's, its ended children's (reaped by it) and its live children's."""
+    import psutil
+
+    own = postmaster.cpu_times()
+    user, system = own.user + own.children_user, own.system + own.children_system
+    for child in postmaster.children():
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue  # ended meanwhile: counted with the reaped ones from the next reading on
+        user, system = user + times.user, system + times.system
+    return user, system
 
 
 def redis_process():
@@ -397,6 +433,7 @@ def run(args, env: dict[str, str], data_dir: Path) -> dict:
         wait_for_http(f"http://127.0.0.1:{web_port}/healthz")
         wait_for_workers(REDIS_URL, "cloud", args.workers)
         log("endpoint, web and worker are up")
+        postmaster = postgres_server(connection)
         connection.close()  # the bench's own connection is not needed while they run
 
         asyncio.run(app_round(web_port, warm_up, "warm-up"))
@@ -408,7 +445,7 @@ def run(args, env: dict[str, str], data_dir: Path) -> dict:
             measured_processes["redis"] = redis_server
         load_before = os.getloadavg()[0]
         psutil.cpu_percent()  # starts the machine-wide count
-        cpu_used = dict.fromkeys(measured_processes, 0.0)
+        cpu_used = dict.fromkeys(cpu_seconds(measured_processes, postmaster), 0.0)
         app_wall_s = 0.0
         pairs: list[tuple[list[StreamResult], list[StreamResult]]] = []
         for index, round_chats in enumerate(rounds):  # A B A B: direct, then the app
@@ -418,11 +455,11 @@ def run(args, env: dict[str, str], data_dir: Path) -> dict:
             before: dict = {}
 
             def start_counting(before=before) -> None:  # the sockets are open: from here on is the run
-                before.update(cpu=cpu_seconds(measured_processes), started=time.monotonic())
+                before.update(cpu=cpu_seconds(measured_processes, postmaster), started=time.monotonic())
 
             app = asyncio.run(app_round(web_port, round_chats, f"app {index}", start_counting))
             app_wall_s += time.monotonic() - before["started"]
-            after = cpu_seconds(measured_processes)
+            after = cpu_seconds(measured_processes, postmaster)
             for name in cpu_used:
                 cpu_used[name] += sum(after[name]) - sum(before["cpu"][name])
             log(f"app {index}: {len(app)} streams in {time.monotonic() - before['started']:.1f}s")
