@@ -5,11 +5,13 @@ whose CPU says AMX): a model loaded the fast way dies on its first prompt. So be
 model is first used here, a throwaway child process loads it, evaluates a prompt of a few
 hundred tokens, decodes a few more, and decodes as many in every slot at once (each timing
 taken twice, the faster kept: ``runner.PROBE_ROUNDS``), in each configuration worth having,
-fastest first (``runner_protocol.config_candidates``). Where the fastest survives, it is
-kept. Where it does not, the survivors are compared: on such a machine repacked weights with
-a micro-batch of one write one reply fastest, while plain weights may read prompts and write
-many replies at once faster; ``best_of`` keeps the one that is never far behind. The choice
-is remembered per model file, slots, llama.cpp build and CPU in
+fastest first (``runner_protocol.config_candidates``), leaving out those that can only be
+slower than one that survived. Repacked weights are always timed against plain ones:
+repacking pays on AVX-512 and AMX, but on a CPU with AVX2 alone the two were within a few per
+cent, plain ones ahead for several replies at once; where batches of repacked weights crash, a
+micro-batch of one writes one reply fastest while plain weights may read prompts and write many
+replies at once faster. ``best_of`` keeps the survivor that is never far behind.
+The choice is remembered per model file, slots, llama.cpp build and CPU in
 ``<data dir>/runtime-probes.json``, so it is made once per machine, not once per process.
 """
 
@@ -38,6 +40,7 @@ from .supervisor import exit_description, supervisor
 logger = logging.getLogger(__name__)
 
 PROMPT_TOKENS = 300
+PROBE_RULES = 2  # raised when the probe tries other configurations: each machine probes again
 DECODE_TOKENS = 16
 # The vector and matrix units llama.cpp has kernels for, widest last, with the CPU flags
 # that advertise them.
@@ -156,7 +159,7 @@ def probe_key(spec: LoadSpec) -> str:
     stat = os.stat(spec.path)
     parts = [spec.path, str(stat.st_size), str(stat.st_mtime_ns), str(spec.n_threads), str(spec.n_gpu_layers)]
     # The slots decide which configuration is fastest, a projector which ones may run.
-    parts += [str(spec.parallel), spec.projector_path]
+    parts += [str(spec.parallel), spec.projector_path, str(PROBE_RULES)]
     return f"{machine_id()}:{hashlib.sha256(chr(10).join(parts).encode()).hexdigest()[:16]}"
 
 
@@ -235,16 +238,31 @@ def best_of(survivors: list[Attempt]) -> Attempt:
     return max(survivors, key=worst_share)  # max keeps the first of equals
 
 
+def _may_beat(config: RuntimeConfig, survivors: list[RuntimeConfig]) -> bool:
+    """Whether ``config`` could be faster than every configuration that survived so far.
+    Once one evaluates real batches, only the other layout of the weights (repacked or not,
+    with the same offload) can; fewer threads, a smaller micro-batch or no offload only give
+    something up."""
+    return all(
+        config.use_extra_bufts != other.use_extra_bufts
+        and config.n_gpu_layers == other.n_gpu_layers
+        and config.n_threads is None
+        and config.n_ubatch > 1
+        for other in survivors
+        if other.n_ubatch > 1
+    )
+
+
 def probe_run(spec: LoadSpec) -> ProbeResult:
-    """Try the configurations worth having, fastest first, until one evaluates real batches
-    (those after it only give something up); of those that survive, ``best_of`` wins."""
+    """Try the configurations worth having, fastest first, skipping those that can only be
+    slower than one that survived (``_may_beat``); of the survivors, ``best_of`` wins."""
     attempts: list[tuple[RuntimeConfig, Attempt]] = []
     for config in config_candidates(spec):
+        if not _may_beat(config, [tried for tried, attempt in attempts if attempt.ok]):
+            continue
         attempt = _attempt(spec, config)
         attempts.append((config, attempt))
         logger.info("Probe of %s with %s: %s", spec.slug, attempt.label, attempt.outcome)
-        if attempt.ok and config.n_ubatch > 1:
-            break
     survivors = [attempt for _, attempt in attempts if attempt.ok]
     if not survivors:
         raise ProbeFailed(
@@ -259,7 +277,7 @@ def probe_run(spec: LoadSpec) -> ProbeResult:
         key=probe_key(spec),
         slug=spec.slug,
         config=next(config for config, attempt in attempts if attempt is chosen),
-        reason="; ".join([*failed, *beaten, works]) + "." if failed or beaten else f"The default, {works}.",
+        reason="; ".join([*failed, *beaten, works]) + ".",
         attempts=[attempt for _, attempt in attempts],
         probed_at=time.time(),
     )

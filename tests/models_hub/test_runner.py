@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -324,19 +325,45 @@ def test_a_runner_that_keeps_crashing_is_restarted_with_growing_pauses():
 # --- The probe --------------------------------------------------------------------------
 
 
-def test_the_probe_tries_the_default_first_and_stops_at_the_first_that_batches(settings, tmp_path):
+def test_the_probe_times_repacked_weights_against_plain_ones_and_keeps_the_one_never_far_behind(
+    settings, tmp_path
+):
     settings.DATA_DIR = tmp_path
     result = probe.config_for(spec(str(bundled_model_path()), "a"))
     assert result.attempts[0].label == "repacked weights"
-    if result.attempts[0].ok:  # most machines: the fastest works, nothing else is tried
-        assert result.config == DEFAULT_CONFIG and len(result.attempts) == 1
-        assert result.reason.startswith("The default, repacked weights works (prompt")
+    if result.attempts[0].ok:  # most machines: both layouts of the weights, nothing slower
+        assert [(a.label, a.ok) for a in result.attempts] == [
+            ("repacked weights", True),
+            ("no repacking", True),
+        ]
+        chosen = probe.best_of(result.attempts)
+        assert result.label == chosen.label
+        other = next(a for a in result.attempts if a is not chosen)
+        assert (
+            result.reason
+            == f"{other.label} is slower ({other.outcome}); {chosen.label} works ({chosen.outcome})."
+        )
     else:  # e.g. AMX advertised but not allowed: a crash, then the survivors compared
         assert result.config != DEFAULT_CONFIG
         assert "repacked weights failed (signal" in result.reason
         survivors = [a for a in result.attempts if a.ok]
         assert result.label == probe.best_of(survivors).label
         assert result.attempts[-1].ok and result.attempts[-1].label == "no repacking"
+
+
+def test_the_probe_leaves_out_what_can_only_be_slower_than_a_survivor(monkeypatch):
+    tried = []
+
+    def attempt(load, config):
+        tried.append(config.label)
+        return probe.Attempt(
+            config.label, True, "timed", decode_tok_s=90, prompt_tok_s=250, batched_tok_s=120
+        )
+
+    monkeypatch.setattr(probe, "_attempt", attempt)
+    probe.probe_run(replace(spec(str(bundled_model_path()), "a"), n_gpu_layers=-1))
+    # Not a micro-batch of one, one thread, nor the same without the GPU.
+    assert tried == ["repacked weights", "no repacking"]
 
 
 def test_the_choice_among_survivors_is_the_one_never_far_behind():
