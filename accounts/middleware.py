@@ -95,16 +95,17 @@ class MfaRequiredSockets:
     """The sockets' side of ``MfaRequiredMiddleware``: a person who must set up a second factor
     first opens no socket (they are taken as signed out, so the consumers close with 4401).
     Without it, a password alone would still stream chats to a client that skips the pages.
-    Goes inside ``AuthMiddlewareStack``, which has put the user in the scope."""
+    Goes inside ``localai_site.core.sockets.socket_auth``, which has put the user in the scope."""
 
     def __init__(self, app) -> None:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        from channels.db import database_sync_to_async
         from django.contrib.auth.models import AnonymousUser
 
+        from localai_site.core.sockets import database_work
+
         user = scope.get("user")
-        if user is not None and await database_sync_to_async(mfa_missing)(user):
+        if user is not None and await database_work(mfa_missing)(user):
             scope = {**scope, "user": AnonymousUser()}
         return await self.app(scope, receive, send)

@@ -31,8 +31,10 @@ from importlib import import_module
 from typing import ParamSpec, TypeVar, cast
 
 from asgiref.sync import sync_to_async
+from channels.auth import AuthMiddleware
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.core.cache import caches
@@ -141,6 +143,29 @@ def database_work(func: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
     # asgiref asks for a ThreadPoolExecutor but only hands it work (``run_in_executor``).
     executor = cast(ThreadPoolExecutor, _database_threads)
     return sync_to_async(func, thread_sensitive=False, executor=executor)
+
+
+def _session_user(session):
+    """The person ``session`` names, checked as Django checks it per request: the account
+    exists and is active, and has the password (session auth hash) the session was made with."""
+    request = HttpRequest()
+    request.session = session
+    return get_user(request)
+
+
+class _SocketAuth(AuthMiddleware):
+    """Channels' ``AuthMiddleware`` with the person read on the sockets' database threads:
+    Channels' own hop (``database_sync_to_async``) opens a database connection and closes it
+    again, for every socket that opens."""
+
+    async def resolve_scope(self, scope) -> None:
+        scope["user"]._wrapped = await database_work(_session_user)(scope["session"])
+
+
+def socket_auth(inner):
+    """Channels' ``AuthMiddlewareStack`` for ``inner``: the session from the cookie, and the
+    person it names in ``scope["user"]``."""
+    return CookieMiddleware(SessionMiddleware(_SocketAuth(inner)))
 
 
 _reported: set[tuple[str, str, int | None]] = set()
@@ -252,9 +277,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         session = self.scope.get("session")
         if session is None or session.session_key is None or self.user is None:
             return False
-        request = HttpRequest()
-        request.session = import_module(settings.SESSION_ENGINE).SessionStore(session.session_key)
-        current = get_user(request)
+        current = _session_user(import_module(settings.SESSION_ENGINE).SessionStore(session.session_key))
         return current.is_authenticated and current.pk == self.user.pk
 
     async def _guarded(self, work: Awaitable[None]) -> None:

@@ -1,7 +1,10 @@
 """The chat socket against the real ASGI app, embedded mode (in-process tasks, in-memory layer)."""
 
+import threading
+
 import pytest
 from channels.db import database_sync_to_async
+from django.db.backends.signals import connection_created
 
 from chat.models import Message, MessageStatus
 from tests.chat.socket_client import ChatSocket, open_socket, session_cookie_for
@@ -37,6 +40,25 @@ async def test_another_users_conversation_is_refused(make_conversation, other_us
 async def test_a_page_from_another_site_cannot_open_the_socket(conversation, cookie):
     connected, _ = await ChatSocket(conversation.pk, cookie, origin=b"https://evil.example").connect()
     assert not connected
+
+
+async def test_a_socket_opens_with_its_database_work_on_the_sockets_threads(conversation, cookie):
+    """Every page opens a socket: its session, its person and their second factors are read on
+    the sockets' database threads, which keep their connections, rather than by Channels' own
+    hop, which opens a connection and closes it again each time."""
+    opened_on: list[str] = []
+
+    def opened(sender, connection, **kwargs) -> None:
+        opened_on.append(threading.current_thread().name)
+
+    connection_created.connect(opened)
+    try:
+        for _ in range(3):
+            socket = await _open(conversation, cookie)
+            await socket.communicator.disconnect()
+    finally:
+        connection_created.disconnect(opened)
+    assert set(opened_on) <= {"socket-db"}
 
 
 async def test_a_reply_streams_in_batches_and_matches_what_is_saved(conversation, cookie):

@@ -6,7 +6,6 @@ import json
 import threading
 import time
 
-import channels.auth
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -377,17 +376,19 @@ async def test_a_socket_stuck_signing_in_holds_up_no_open_sockets_frames(
 ):
     theirs = await _socket_of(other_user, await database_sync_to_async(make_conversation)(other_user))
     entered, released = threading.Event(), threading.Event()
-    get_user = channels.auth.get_user
+    cookie = await database_sync_to_async(session_cookie_for)(user)
+    stuck_key = cookie.decode().partition("=")[2]
+    session_user = sockets._session_user
 
-    @database_sync_to_async  # as Channels' own: on its one database thread
-    def stuck_reading_the_session(scope):
-        entered.set()
-        released.wait(timeout=60)
-        return get_user.func(scope)
+    def stuck_reading_the_session(session):
+        if session.session_key == stuck_key:
+            entered.set()
+            released.wait(timeout=60)
+        return session_user(session)
 
-    monkeypatch.setattr(channels.auth, "get_user", stuck_reading_the_session)
+    monkeypatch.setattr(sockets, "_session_user", stuck_reading_the_session)
     conversation = await database_sync_to_async(make_conversation)(user)
-    newcomer = asyncio.ensure_future(_socket_of(user, conversation))
+    newcomer = asyncio.ensure_future(open_socket(conversation.pk, cookie))
     assert await asyncio.to_thread(entered.wait, 10)
     try:
         assert await _answers(theirs, 2) == ["sync", "sync"]
