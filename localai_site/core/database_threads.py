@@ -1,5 +1,5 @@
 """A few threads that run database work for many callers, keeping their connections open
-while more work waits.
+while work keeps coming.
 
 Opening a PostgreSQL connection costs ~10 ms of waiting and a few ms of CPU (most of it the
 server's, which starts a process for each), and Django (at ``DB_CONN_MAX_AGE=0``) would open
