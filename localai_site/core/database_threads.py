@@ -1,16 +1,12 @@
 """A few threads that run database work for many callers, keeping their connections open
-while work keeps coming.
+while more work waits.
 
-Opening a PostgreSQL connection costs ~10 ms of waiting and a few ms of CPU (most of it the
-server's, which starts a process for each), and Django (at ``DB_CONN_MAX_AGE=0``) would open
-one per call. Here a thread keeps its connection from one job to the next and, unless
-``DB_CONN_MAX_AGE`` says otherwise, closes it once it has had no work for ``IDLE_CLOSE_S``, so
-nothing stays open behind a quiet process. Not as soon as the queue is empty: in a burst the
-callers hand in work slower than the threads take it (they share one interpreter), so the
-queue stands empty after most jobs. While 200 people sent at once, that cost ~440 new
-connections in the web process and a worker; now ~35. Used by the sockets
-(``localai_site.core.sockets.database_work``) and by the replies being written
-(``chat.streaming.reply_database``).
+Opening a PostgreSQL connection costs ~10 ms of waiting and ~1 ms of CPU, and Django (at
+``DB_CONN_MAX_AGE=0``) would open one per call. Here a thread keeps its connection from one
+job to the next while jobs are queued (a burst of sends, hundreds of replies starting) and,
+unless ``DB_CONN_MAX_AGE`` says otherwise, closes it once none waits, so nothing stays open
+behind a quiet process. Used by the sockets (``localai_site.core.sockets.database_work``)
+and by the replies being written (``chat.streaming.reply_database``).
 """
 
 from __future__ import annotations
@@ -28,7 +24,7 @@ from django.db import connection
 logger = logging.getLogger(__name__)
 
 _R = TypeVar("_R")
-IDLE_CLOSE_S = 1.0  # a thread given no work for this long lets its connection go
+_IDLE_CLOSE_S = 1.0  # a thread with nothing to do lets its connection go after this
 
 
 class DatabaseThreads(Executor):
@@ -57,15 +53,12 @@ class DatabaseThreads(Executor):
         return future
 
     def _serve(self) -> None:
-        wait: float | None = None  # no connection open: nothing to let go while waiting
         while True:
             try:
-                func, future = self._jobs.get(timeout=wait)
+                func, future = self._jobs.get(timeout=_IDLE_CLOSE_S)
             except queue.Empty:
                 _connection_release()
-                wait = None
                 continue
-            wait = IDLE_CLOSE_S
             if not future.set_running_or_notify_cancel():
                 continue  # its caller stopped waiting (a socket that closed)
             try:
@@ -74,6 +67,8 @@ class DatabaseThreads(Executor):
                 _connection_close()  # whatever state it was left in, the next job starts afresh
                 future.set_exception(exc)
                 continue
+            if self._jobs.empty():
+                _connection_release()  # before the caller goes on: nothing is left open behind it
             future.set_result(result)
 
 
