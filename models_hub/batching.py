@@ -10,7 +10,13 @@ slots wait, and a slot that frees goes to whoever among the waiting has the fewe
 being written: one person's many conversations cannot hold every slot.
 
 A slot keeps its last conversation's tokens in its KV cache, so that conversation's next turn
-evaluates only what is new. A reply takes, in this order: the slot that holds its
+evaluates only what is new. Slots are llama.cpp sequences, each with a stream of its own, and
+llama.cpp evaluates a batch in one pass only over sequences with consecutive ids: replies in
+slots 0, 2, 4 and 6 take four passes a step, as long as eight replies in 0-7 take (on two
+cores, 35-43 ms a step against 22-28 for slots 0-3). So where a batch is evaluated at once, a
+reply joins the replies being written side by side: its conversation, found in a slot away
+from them, is copied into a free slot next to them (the whole stream, ~10 ms), and that slot's
+own conversation goes to the store first. A reply takes, in this order: the slot that holds its
 conversation; a free slot holding a conversation of the same person's that its prompt
 continues (an API client sending a whole history again); an empty slot; the free slot whose
 conversation, the same person's, shares the longest start with its prompt; the slot least
@@ -167,6 +173,15 @@ def _bytes_at(array: np.ndarray):
     return array.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
 
 
+def _beside(seq_id: int, others: set[int]) -> bool:
+    return seq_id - 1 in others or seq_id + 1 in others
+
+
+def _runs(seq_ids: set[int]) -> int:
+    """How many groups of consecutive ids ``seq_ids`` make."""
+    return sum(seq_id - 1 not in seq_ids for seq_id in seq_ids)
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -297,8 +312,8 @@ class Decoder:
                 admitted = self._admit()
                 forget_due, self._forget_due = self._forget_due, False
             try:
-                for slot, reply in admitted:
-                    self._seat(slot, reply)
+                for slot, reply, source in admitted:
+                    self._seat(slot, reply, source)
                 if forget_due:
                     self._empty_forgotten()
                 if self._writing():
@@ -309,24 +324,59 @@ class Decoder:
     def _writing(self) -> bool:
         return any(slot.reply is not None for slot in self._slots)
 
-    def _admit(self) -> list[tuple[_Slot, _Reply]]:
+    def _admit(self) -> list[tuple[_Slot, _Reply, _Slot | None]]:
         """Waiting replies given the free slots, fairly between people; call with the lock held."""
         free = [slot for slot in self._slots if slot.reply is None]
         writing: dict[str, int] = {}
         for slot in self._slots:
             if slot.reply is not None:
                 writing[slot.reply.person] = writing.get(slot.reply.person, 0) + 1
-        admitted: list[tuple[_Slot, _Reply]] = []
+        admitted: list[tuple[_Slot, _Reply, _Slot | None]] = []
         while free and self._waiting:
             # The earliest waiting reply of someone with the fewest replies being written.
             reply = min(self._waiting, key=lambda r: writing.get(r.person, 0))
             self._waiting.remove(reply)
             writing[reply.person] = writing.get(reply.person, 0) + 1
-            slot = self._slot_for(reply, free)
+            found = self._slot_for(reply, free)
+            own = bool(reply.cache_key and found.tokens) and found.owner == reply.cache_key
+            slot = found if self._worth_staying(found, reply, own) else self._beside_the_writing(found, free)
+            moved = own and slot is not found
             free.remove(slot)
+            if moved:
+                # Copied at the next step: nobody else's reply is seated there before it.
+                free.remove(found)
             slot.reply = reply  # taken now, seated (its KV cache prepared) outside the lock
-            admitted.append((slot, reply))
+            admitted.append((slot, reply, found if moved else None))
         return admitted
+
+    def _worth_staying(self, found: _Slot, reply: _Reply, own: bool) -> bool:
+        """Whether ``reply`` keeps ``found`` away from the replies being written: where it
+        holds a start of the same person's other conversation that would take more than a
+        step to read again (its own conversation moves instead)."""
+        if own or not self._same_person(found, reply):
+            return False
+        return _common_prefix(found.tokens, reply.prompt) > PROMPT_PIECE_WHILE_WRITING
+
+    def _beside_the_writing(self, found: _Slot, free: list[_Slot]) -> _Slot:
+        """Where a reply given ``found`` keeps the replies being written side by side: a free
+        slot next to them, one that closes a gap between them first, then one holding no
+        conversation, then the least recently used. ``found`` itself where it is next to
+        them, none are being written, or each reply is evaluated in a call of its own."""
+        writing = {s.seq_id for s in self._slots if s.reply is not None}
+        if not self._batches_sequences or not writing or _beside(found.seq_id, writing):
+            return found
+
+        def preference(slot: _Slot) -> tuple[bool, bool, float]:
+            closes_gap = {slot.seq_id - 1, slot.seq_id + 1} <= writing
+            return (not closes_gap, bool(slot.owner), slot.last_used)
+
+        # Some free slot is next to one being written: the slots are in a row.
+        return min((s for s in free if _beside(s.seq_id, writing)), key=preference)
+
+    def writing_runs(self) -> int:
+        """Groups of neighbouring slots the replies being written are in: llama.cpp's passes a
+        step (read without the decoder's lock: a figure for a summary)."""
+        return _runs({s.seq_id for s in self._slots if s.reply is not None})
 
     def _slot_for(self, reply: _Reply, free: list[_Slot]) -> _Slot:
         for slot in free:
@@ -347,9 +397,11 @@ class Decoder:
     def _same_person(slot: _Slot, reply: _Reply) -> bool:
         return bool(slot.owner and reply.cache_key) and person_of(slot.owner) == reply.person
 
-    def _seat(self, slot: _Slot, reply: _Reply) -> None:
-        """Prepare ``slot``'s KV cache for ``reply``: its own conversation's tokens, or a
-        start shared with the same person's, or nothing."""
+    def _seat(self, slot: _Slot, reply: _Reply, source: _Slot | None) -> None:
+        """Prepare ``slot``'s KV cache for ``reply``: its own conversation's tokens (moved
+        there from ``source``), or a start shared with the same person's, or nothing."""
+        if source is not None:
+            self._move(source, slot)
         if slot.owner != reply.cache_key or not reply.cache_key:
             incoming = self._store.prompt_take(reply.cache_key) if reply.cache_key else None
             self._vacate(slot)
@@ -381,6 +433,15 @@ class Decoder:
         kv = np.empty(size, dtype=np.uint8)
         written = llama_cpp.llama_state_seq_get_data(self._ctx, _bytes_at(kv), size, slot.seq_id)
         self._store.prompt_keep(slot.owner, PromptState(tokens=list(slot.tokens), kv=kv, kv_bytes=written))
+
+    def _move(self, source: _Slot, target: _Slot) -> None:
+        """Put ``source``'s conversation in ``target``, whose own goes to the store first, and
+        leave ``source`` empty. llama.cpp copies the stream at the next decode."""
+        self._vacate(target)
+        llama_cpp.llama_memory_seq_cp(self._memory(), source.seq_id, target.seq_id, -1, -1)
+        target.tokens, target.owner, target.last_used = source.tokens, source.owner, source.last_used
+        self._clear(source)
+        source.owner = ""
 
     def _state_load(self, slot: _Slot, state: PromptState) -> None:
         self._clear(slot)

@@ -458,6 +458,8 @@ class ModelCache:
         live = 0 if loaded.decoder is None else loaded.decoder.conversations_held()
         return {
             "parallel": parallel,
+            # llama.cpp's passes a step over the replies being written: 1 while they sit side by side.
+            "writing_runs": 0 if loaded.decoder is None else loaded.decoder.writing_runs(),
             "active": min(loaded.replies, parallel),
             "waiting": max(loaded.replies - parallel, 0),
             "prompts_held": len(kept) + live,

@@ -239,6 +239,40 @@ def test_each_conversation_keeps_its_slot_between_turns_until_it_is_forgotten():
     assert again.text == alone(request(load, follow_up(story("dragons"), firsts["dragons"].text))).text
 
 
+def test_replies_returning_to_slots_apart_are_written_side_by_side():
+    # llama.cpp reads a batch in one pass only over neighbouring sequences: two replies in
+    # slots 0 and 2 would take two passes a step, as long as three.
+    plain = RuntimeConfig(use_extra_bufts=False)  # every reply's token in one batch
+    load = spec(parallel=4)
+
+    def first_turns() -> dict[str, Stream]:  # in slots 0-3, in a fresh runner
+        supervisor.stop()
+        return {t: alone(request(load, story(t), key=f"{t}.1", config=plain)) for t in TOPICS}
+
+    def second_turn(first: dict[str, Stream], topic: str) -> GenerateRequest:
+        messages = follow_up(story(topic), first[topic].text)
+        return request(load, messages, key=f"{topic}.1", config=plain, max_tokens=80)
+
+    returning = ("dragons", "apples")  # slots 0 and 2
+    firsts = first_turns()
+    from_their_slots = {t: alone(second_turn(firsts, t)).text for t in returning}
+    firsts = first_turns()
+    together = {t: Stream(second_turn(firsts, t)).start() for t in returning}
+    runs = []
+    while not any(s.ended_at for s in together.values()):
+        if all(s.texts for s in together.values()):
+            runs.append(loaded_model()["writing_runs"])
+        time.sleep(0.01)
+    for topic, stream in together.items():
+        assert stream.join().error is None
+        assert stream.text == from_their_slots[topic], "the conversation moved to another slot is the same"
+        assert stream.counts[2] >= firsts[topic].counts[0], "its first turn was found where it was moved"
+    assert runs and set(runs) == {1}
+    # The conversation pushed aside to make room was kept, and its next turn finds it.
+    boats = alone(second_turn(firsts, "boats"))
+    assert boats.error is None and boats.counts[2] >= firsts["boats"].counts[0]
+
+
 def test_a_persons_new_conversation_takes_an_empty_slot_rather_than_push_out_their_other():
     load = spec(parallel=2)
     first = alone(request(load, story("dragons"), key="ann.1", max_tokens=120))
