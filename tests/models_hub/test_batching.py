@@ -273,6 +273,42 @@ def test_replies_returning_to_slots_apart_are_written_side_by_side():
     assert boats.error is None and boats.counts[2] >= firsts["boats"].counts[0]
 
 
+def test_a_new_conversation_starts_from_the_persons_other_one_beside_the_replies_being_written():
+    plain = RuntimeConfig(use_extra_bufts=False)
+    load = spec(parallel=3)
+
+    def first_turns() -> dict[str, Stream]:  # Ann's in slot 0, Bob's in 1, Cleo's in 2
+        supervisor.stop()
+        people = zip(("ann", "bob", "cleo"), TOPICS, strict=False)
+        return {who: alone(request(load, story(t), key=f"{who}.1", config=plain)) for who, t in people}
+
+    def anns_new(first: dict[str, Stream]) -> GenerateRequest:  # an API client sends her history again
+        messages = follow_up(story("dragons"), first["ann"].text)
+        return request(load, messages, key="ann.2", config=plain, max_tokens=60)
+
+    firsts = first_turns()
+    from_her_slot = alone(anns_new(firsts)).text
+    firsts = first_turns()
+    cleos = follow_up(story("apples"), firsts["cleo"].text)
+    cleo = Stream(request(load, cleos, key="cleo.1", config=plain, max_tokens=300)).start()
+    wait_until(lambda: cleo.texts, timeout=60, what="Cleo's reply to start")
+    ann = Stream(anns_new(firsts)).start()
+    runs = []
+    while not ann.ended_at:
+        if ann.texts and not cleo.ended_at:
+            runs.append(loaded_model()["writing_runs"])
+        time.sleep(0.01)
+    assert ann.join().error is None and cleo.join().error is None
+    assert ann.text == from_her_slot and ann.counts[2] >= firsts["ann"].counts[0]
+    assert runs and set(runs) == {1}, "written beside Cleo's, in Bob's slot"
+    # Ann's first conversation stayed in its slot, and Bob's was kept.
+    again = alone(request(load, follow_up(story("dragons"), firsts["ann"].text), key="ann.1", config=plain))
+    assert again.counts[2] >= firsts["ann"].counts[0]
+    assert loaded_model()["prompts_kept_bytes"] > 0
+    bob = alone(request(load, follow_up(story("boats"), firsts["bob"].text), key="bob.1", config=plain))
+    assert bob.counts[2] >= firsts["bob"].counts[0]
+
+
 def test_a_persons_new_conversation_takes_an_empty_slot_rather_than_push_out_their_other():
     load = spec(parallel=2)
     first = alone(request(load, story("dragons"), key="ann.1", max_tokens=120))
