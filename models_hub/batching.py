@@ -10,14 +10,7 @@ slots wait, and a slot that frees goes to whoever among the waiting has the fewe
 being written: one person's many conversations cannot hold every slot.
 
 A slot keeps its last conversation's tokens in its KV cache, so that conversation's next turn
-evaluates only what is new. Slots are llama.cpp sequences, each with a stream of its own, and
-llama.cpp evaluates a batch in one pass only over sequences with consecutive ids: replies in
-slots 0, 2, 4 and 6 take four passes a step, as long as eight replies in 0-7 take (on two
-cores, 35-43 ms a step against 22-28 for slots 0-3). So where a batch is evaluated at once, a
-reply joins the replies being written side by side: what it starts from (its conversation, or
-the same person's that its prompt begins with), found in a slot away from them, is copied into
-a free slot next to them (the whole stream, ~10 ms), whose own conversation goes to the store
-first; its own conversation then leaves the slot it was in, the other one stays. A reply takes, in this order: the slot that holds its
+evaluates only what is new. A reply takes, in this order: the slot that holds its
 conversation; a free slot holding a conversation of the same person's that its prompt
 continues (an API client sending a whole history again); an empty slot; the free slot whose
 conversation, the same person's, shares the longest start with its prompt; the slot least
@@ -25,6 +18,15 @@ recently used. A slot handed to another conversation first copies its own out to
 which keeps it while memory allows; a conversation kept there is copied back into whichever
 slot its next turn takes (see ``PromptStore``). Nobody's reply starts from someone else's
 tokens.
+
+Slots are llama.cpp sequences, each with a stream of its own, and llama.cpp evaluates a batch
+in one pass only over sequences with consecutive ids: replies in slots 0, 2, 4 and 6 take four
+passes a step, as long as eight replies in 0-7 take (on two cores, 35-43 ms a step against
+22-28 for slots 0-3). So where a batch is evaluated at once, a reply joins the replies being
+written side by side: what it starts from (its conversation, or the same person's that its
+prompt begins with), found in a slot away from them, is copied into a free slot next to them
+(the whole stream, ~10 ms), whose own conversation goes to the store first; its own
+conversation then leaves the slot it was in, the other one stays.
 
 Runs in the model runner only (it imports llama.cpp).
 """
@@ -284,11 +286,15 @@ class Decoder:
             thread.join()
         self._fail_all(RuntimeError("the model was unloaded"))
         with self._lock:
-            waiting, self._waiting = self._waiting, []
-        for reply in waiting:
-            reply.error = RuntimeError("the model was unloaded")
-            reply.done.set()
+            self._fail_waiting(RuntimeError("the model was unloaded"))
         llama_cpp.llama_batch_free(self._batch)
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        """Call with the lock held."""
+        waiting, self._waiting = self._waiting, []
+        for reply in waiting:
+            reply.error = exc
+            reply.done.set()
 
     def _work_arrived(self) -> None:
         """Start the decoder's thread unless it runs (it takes the work between steps); call
@@ -310,7 +316,12 @@ class Decoder:
                 if self._closed or not (self._waiting or self._forget_due or self._writing()):
                     self._thread = None
                     return
-                admitted = self._admit()
+                try:
+                    admitted = self._admit()
+                except Exception as exc:  # noqa: BLE001 - no reply is left waiting forever
+                    admitted = []
+                    self._fail_all(exc)  # some may have been given slots before it
+                    self._fail_waiting(exc)
                 forget_due, self._forget_due = self._forget_due, False
             try:
                 for slot, reply, source in admitted:
@@ -336,11 +347,11 @@ class Decoder:
         while free and self._waiting:
             # The earliest waiting reply of someone with the fewest replies being written.
             reply = min(self._waiting, key=lambda r: writing.get(r.person, 0))
-            self._waiting.remove(reply)
-            writing[reply.person] = writing.get(reply.person, 0) + 1
             found = self._slot_for(reply, free)
             slot = self._beside_the_writing(found, free)
             source = found if slot is not found and self._holds_a_start_for(found, reply) else None
+            self._waiting.remove(reply)
+            writing[reply.person] = writing.get(reply.person, 0) + 1
             free.remove(slot)
             if source is not None:
                 # Copied at the next step: nobody else's reply is seated there before it.
@@ -367,8 +378,9 @@ class Decoder:
             closes_gap = {slot.seq_id - 1, slot.seq_id + 1} <= writing
             return (not closes_gap, bool(slot.owner), slot.last_used)
 
-        # Some free slot is next to one being written: the slots are in a row.
-        return min((s for s in free if _beside(s.seq_id, writing)), key=preference)
+        # None is free there when the slots beside are being copied from for replies admitted
+        # with this one.
+        return min((s for s in free if _beside(s.seq_id, writing)), key=preference, default=found)
 
     def writing_runs(self) -> int:
         """Groups of neighbouring slots the replies being written are in: llama.cpp's passes a

@@ -309,6 +309,34 @@ def test_a_new_conversation_starts_from_the_persons_other_one_beside_the_replies
     assert bob.counts[2] >= firsts["bob"].counts[0]
 
 
+def test_replies_admitted_together_while_their_slots_are_copied_all_get_written():
+    # Dragons' next turn reads a long prompt in one step of seconds; meanwhile apples' and
+    # clouds' next turns (slots 2 and 3) come, and are admitted together after it: apples'
+    # is copied beside dragons', into slot 1, and slot 2 is kept for the copy, so no slot
+    # beside the replies being written is free for clouds'.
+    plain = RuntimeConfig(use_extra_bufts=False)
+    load = spec(parallel=4, n_ctx=2048)
+    firsts = {t: alone(request(load, story(t), key=f"{t}.1", config=plain)) for t in TOPICS}
+    long_question = [{"role": "user", "content": "Tell me about these: " + ", ".join(map(str, range(400)))}]
+    dragons = Stream(
+        request(
+            load,
+            [*follow_up(story("dragons"), firsts["dragons"].text)[:-1], *long_question],
+            key="dragons.1",
+            config=plain,
+        )
+    ).start()
+    wait_until(lambda: loaded_model()["active"] == 1, timeout=30, what="dragons' turn to be read")
+    others = [
+        Stream(request(load, follow_up(story(t), firsts[t].text), key=f"{t}.1", config=plain))
+        for t in ("apples", "clouds")
+    ]
+    for stream in others:
+        stream.start()
+    for stream in [dragons, *others]:
+        assert stream.join().error is None and stream.text
+
+
 def test_a_persons_new_conversation_takes_an_empty_slot_rather_than_push_out_their_other():
     load = spec(parallel=2)
     first = alone(request(load, story("dragons"), key="ann.1", max_tokens=120))
