@@ -22,11 +22,12 @@ tokens.
 Slots are llama.cpp sequences, each with a stream of its own, and llama.cpp evaluates a batch
 in one pass only over sequences with consecutive ids: replies in slots 0, 2, 4 and 6 take four
 passes a step, as long as eight replies in 0-7 take (on two cores, 35-43 ms a step against
-22-28 for slots 0-3). So where a batch is evaluated at once, a reply joins the replies being
-written side by side: what it starts from (its conversation, or the same person's that its
-prompt begins with), found in a slot away from them, is copied into a free slot next to them
-(the whole stream, ~10 ms), whose own conversation goes to the store first; its own
-conversation then leaves the slot it was in, the other one stays.
+22-28 for slots 0-3), and people coming back to their conversations land in such slots. So
+where a batch is evaluated at once, once the replies being written have stayed the same for
+``SETTLED_STEPS`` steps with none waiting, those apart are moved together: llama.cpp copies a
+reply's whole stream (~10 ms for the bundled model) into a free slot among the others, whose
+conversation goes to the store first. Not at once: in a burst the next replies are on their
+way to the slots that hold their conversations, which a move would push out.
 
 Runs in the model runner only (it imports llama.cpp).
 """
@@ -176,11 +177,7 @@ def _bytes_at(array: np.ndarray):
     return array.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
 
 
-def _beside(seq_id: int, others: set[int]) -> bool:
-    return seq_id - 1 in others or seq_id + 1 in others
-
-
-def _runs(seq_ids: set[int]) -> int:
+def _runs(seq_ids: set[int] | frozenset[int]) -> int:
     """How many groups of consecutive ids ``seq_ids`` make."""
     return sum(seq_id - 1 not in seq_ids for seq_id in seq_ids)
 
@@ -199,6 +196,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 RUN_PER_CALL_REPLY = 8
 # Prompt tokens read in one step while other replies are being written: ~0.2 s on two cores.
 PROMPT_PIECE_WHILE_WRITING = 64
+# Steps the replies being written stay the same, none waiting, before those apart are moved
+# together: ~0.1-0.3 s, by which a burst of replies has reached its slots.
+SETTLED_STEPS = 8
 
 
 class Decoder:
@@ -225,6 +225,8 @@ class Decoder:
         self._n_batch = llama.n_batch
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
         self._waiting: list[_Reply] = []
+        self._writing_before: frozenset[int] = frozenset()  # the slots written in the last step
+        self._steps_settled = 0  # steps since they changed or a reply waited
         self._forget_due = False
         self._closed = False
         self._lock = threading.Lock()  # the waiting replies, the thread, the flags
@@ -286,15 +288,11 @@ class Decoder:
             thread.join()
         self._fail_all(RuntimeError("the model was unloaded"))
         with self._lock:
-            self._fail_waiting(RuntimeError("the model was unloaded"))
-        llama_cpp.llama_batch_free(self._batch)
-
-    def _fail_waiting(self, exc: BaseException) -> None:
-        """Call with the lock held."""
-        waiting, self._waiting = self._waiting, []
+            waiting, self._waiting = self._waiting, []
         for reply in waiting:
-            reply.error = exc
+            reply.error = RuntimeError("the model was unloaded")
             reply.done.set()
+        llama_cpp.llama_batch_free(self._batch)
 
     def _work_arrived(self) -> None:
         """Start the decoder's thread unless it runs (it takes the work between steps); call
@@ -316,18 +314,16 @@ class Decoder:
                 if self._closed or not (self._waiting or self._forget_due or self._writing()):
                     self._thread = None
                     return
-                try:
-                    admitted = self._admit()
-                except Exception as exc:  # noqa: BLE001 - no reply is left waiting forever
-                    admitted = []
-                    self._fail_all(exc)  # some may have been given slots before it
-                    self._fail_waiting(exc)
+                admitted = self._admit()
+                waited = bool(admitted or self._waiting)
                 forget_due, self._forget_due = self._forget_due, False
             try:
-                for slot, reply, source in admitted:
-                    self._seat(slot, reply, source)
+                for slot, reply in admitted:
+                    self._seat(slot, reply)
                 if forget_due:
                     self._empty_forgotten()
+                if self._batches_sequences:
+                    self._move_together_once_settled(waited)
                 if self._writing():
                     self._step()
             except Exception as exc:  # noqa: BLE001 - every reply in the batch hears of it
@@ -336,56 +332,59 @@ class Decoder:
     def _writing(self) -> bool:
         return any(slot.reply is not None for slot in self._slots)
 
-    def _admit(self) -> list[tuple[_Slot, _Reply, _Slot | None]]:
+    def _writing_ids(self) -> frozenset[int]:
+        return frozenset(slot.seq_id for slot in self._slots if slot.reply is not None)
+
+    def writing_runs(self) -> int:
+        """Groups of neighbouring slots the replies being written are in: llama.cpp's passes a
+        step (read without the decoder's lock: a figure for a summary)."""
+        return _runs(self._writing_ids())
+
+    def _move_together_once_settled(self, waited: bool) -> None:
+        writing = self._writing_ids()
+        if waited or writing != self._writing_before:
+            self._writing_before, self._steps_settled = writing, 0
+            return
+        self._steps_settled += 1
+        if self._steps_settled < SETTLED_STEPS or _runs(writing) <= 1:
+            return
+        # The row of as many slots holding the most of them; the others move into its gaps.
+        width = len(writing)
+        rows = [range(at, at + width) for at in range(len(self._slots) - width + 1)]
+        row = max(rows, key=lambda r: len(writing.intersection(r)))
+        gaps = [self._slots[i] for i in row if i not in writing]
+        movers = [self._slots[i] for i in sorted(writing) if i not in row]
+        for source, target in zip(movers, gaps, strict=True):
+            self._move(source, target)
+        self._writing_before = self._writing_ids()
+
+    def _move(self, source: _Slot, target: _Slot) -> None:
+        """Move ``source``'s reply and tokens to ``target``, whose conversation goes to the
+        store first. llama.cpp copies the stream at the next decode, before it writes any."""
+        self._vacate(target)
+        llama_cpp.llama_memory_seq_cp(self._memory(), source.seq_id, target.seq_id, -1, -1)
+        target.tokens, target.owner, target.reply = source.tokens, source.owner, source.reply
+        self._clear(source)
+        source.owner, source.reply = "", None
+
+    def _admit(self) -> list[tuple[_Slot, _Reply]]:
         """Waiting replies given the free slots, fairly between people; call with the lock held."""
         free = [slot for slot in self._slots if slot.reply is None]
         writing: dict[str, int] = {}
         for slot in self._slots:
             if slot.reply is not None:
                 writing[slot.reply.person] = writing.get(slot.reply.person, 0) + 1
-        admitted: list[tuple[_Slot, _Reply, _Slot | None]] = []
+        admitted: list[tuple[_Slot, _Reply]] = []
         while free and self._waiting:
             # The earliest waiting reply of someone with the fewest replies being written.
             reply = min(self._waiting, key=lambda r: writing.get(r.person, 0))
-            found = self._slot_for(reply, free)
-            slot = self._beside_the_writing(found, free)
-            source = found if slot is not found and self._holds_a_start_for(found, reply) else None
             self._waiting.remove(reply)
             writing[reply.person] = writing.get(reply.person, 0) + 1
+            slot = self._slot_for(reply, free)
             free.remove(slot)
-            if source is not None:
-                # Copied at the next step: nobody else's reply is seated there before it.
-                free.remove(source)
             slot.reply = reply  # taken now, seated (its KV cache prepared) outside the lock
-            admitted.append((slot, reply, source))
+            admitted.append((slot, reply))
         return admitted
-
-    def _holds_a_start_for(self, slot: _Slot, reply: _Reply) -> bool:
-        """Whether ``slot`` holds tokens ``reply``'s prompt starts with, of its own
-        conversation or of the same person's."""
-        return self._same_person(slot, reply) and _common_prefix(slot.tokens, reply.prompt) > 0
-
-    def _beside_the_writing(self, found: _Slot, free: list[_Slot]) -> _Slot:
-        """Where a reply given ``found`` keeps the replies being written side by side: a free
-        slot next to them, one that closes a gap between them first, then one holding no
-        conversation, then the least recently used. ``found`` itself where it is next to
-        them, none are being written, or each reply is evaluated in a call of its own."""
-        writing = {s.seq_id for s in self._slots if s.reply is not None}
-        if not self._batches_sequences or not writing or _beside(found.seq_id, writing):
-            return found
-
-        def preference(slot: _Slot) -> tuple[bool, bool, float]:
-            closes_gap = {slot.seq_id - 1, slot.seq_id + 1} <= writing
-            return (not closes_gap, bool(slot.owner), slot.last_used)
-
-        # None is free there when the slots beside are being copied from for replies admitted
-        # with this one.
-        return min((s for s in free if _beside(s.seq_id, writing)), key=preference, default=found)
-
-    def writing_runs(self) -> int:
-        """Groups of neighbouring slots the replies being written are in: llama.cpp's passes a
-        step (read without the decoder's lock: a figure for a summary)."""
-        return _runs({s.seq_id for s in self._slots if s.reply is not None})
 
     def _slot_for(self, reply: _Reply, free: list[_Slot]) -> _Slot:
         for slot in free:
@@ -406,20 +405,14 @@ class Decoder:
     def _same_person(slot: _Slot, reply: _Reply) -> bool:
         return bool(slot.owner and reply.cache_key) and person_of(slot.owner) == reply.person
 
-    def _seat(self, slot: _Slot, reply: _Reply, source: _Slot | None) -> None:
+    def _seat(self, slot: _Slot, reply: _Reply) -> None:
         """Prepare ``slot``'s KV cache for ``reply``: its own conversation's tokens, or a
-        start shared with the same person's, or nothing; copied from ``source`` where it is
-        there rather than in ``slot`` (its own conversation leaves ``source``)."""
+        start shared with the same person's, or nothing."""
         if slot.owner != reply.cache_key or not reply.cache_key:
             incoming = self._store.prompt_take(reply.cache_key) if reply.cache_key else None
             self._vacate(slot)
             if incoming is not None:
                 self._state_load(slot, incoming)
-            elif source is not None:
-                self._copy(source, slot)
-                if source.owner == reply.cache_key:
-                    self._clear(source)
-                    source.owner = ""
             elif not self._same_person(slot, reply):
                 self._clear(slot)
             slot.owner = reply.cache_key
@@ -446,12 +439,6 @@ class Decoder:
         kv = np.empty(size, dtype=np.uint8)
         written = llama_cpp.llama_state_seq_get_data(self._ctx, _bytes_at(kv), size, slot.seq_id)
         self._store.prompt_keep(slot.owner, PromptState(tokens=list(slot.tokens), kv=kv, kv_bytes=written))
-
-    def _copy(self, source: _Slot, target: _Slot) -> None:
-        """Put ``source``'s tokens in ``target``: llama.cpp copies the whole stream at the
-        next decode (~10 ms for the bundled model's 4,096 tokens)."""
-        llama_cpp.llama_memory_seq_cp(self._memory(), source.seq_id, target.seq_id, -1, -1)
-        target.tokens = list(source.tokens)
 
     def _state_load(self, slot: _Slot, state: PromptState) -> None:
         self._clear(slot)
