@@ -5,7 +5,7 @@ here before a subclass sees it.
 Messages are handled without the hop that Channels makes before each one to its single
 database thread to close stale connections: an event touches no database, and that hop
 costs more than the event; database work runs on a pool of threads instead
-(``database_work``), which keep their connections only while work keeps coming, so that no
+(``database_work``), which keep their connections only while work waits, so that no
 socket waits for another's. Close codes are the app's, shared with the pages' scripts
 (which get them as data attributes): a socket closed with one of them is not reopened.
 
@@ -135,7 +135,7 @@ _database_threads = DatabaseThreads(size=lambda: settings.SOCKET_DATABASE_THREAD
 
 def database_work(func: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
     """``func`` as a coroutine on the sockets' database threads, which keep their connections
-    through a burst of frames from many people and close them once a second passes without work.
+    while more work waits (a burst of frames from many people) and close them once none does.
     Channels' ``database_sync_to_async`` runs the database work of every socket of a process
     on a single thread, one call after another, so one person's slow or spammed frames would
     stall everyone's. Each call is a unit of its own (its transaction starts and ends inside
