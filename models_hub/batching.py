@@ -177,7 +177,7 @@ def _bytes_at(array: np.ndarray):
     return array.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
 
 
-def _runs(seq_ids: set[int] | frozenset[int]) -> int:
+def _runs(seq_ids: frozenset[int]) -> int:
     """How many groups of consecutive ids ``seq_ids`` make."""
     return sum(seq_id - 1 not in seq_ids for seq_id in seq_ids)
 
