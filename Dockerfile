@@ -57,6 +57,10 @@ WORKDIR /src
 # several-minute llama-cpp-python compile.
 # The versions are the ones CI tested (constraints.txt).
 COPY pyproject.toml constraints.txt ./
+# Built natively on a CPU with AMX, llama.cpp needs GCC 12's AMX intrinsics corrected (the header
+# says why; without AMX it changes nothing).
+COPY scripts/gcc_amx_tile_fix.h /tmp/gcc_amx_tile_fix.h
+ENV CXXFLAGS="-include /tmp/gcc_amx_tile_fix.h"
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && CMAKE_ARGS="$CMAKE_ARGS $ACCELERATOR_CMAKE_ARGS" pip install -c constraints.txt -r /tmp/requirements.txt

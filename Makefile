@@ -17,6 +17,9 @@ PIP_INSTALL := $(BIN)/pip install --quiet -c constraints.txt
 # if it was built before: pip reuses a cached wheel whatever the flags).
 CMAKE_ARGS ?= -DGGML_NATIVE=ON
 export CMAKE_ARGS
+# GCC 12 miscompiles llama.cpp's AMX kernels (they crash on any CPU with AMX); the header fixes
+# the intrinsics it gets wrong and changes nothing elsewhere.
+export CXXFLAGS := -include $(CURDIR)/scripts/gcc_amx_tile_fix.h $(CXXFLAGS)
 
 .PHONY: run install install-test test test-embedded test-scaled lint bench clean llama-rebuild
 

@@ -1,7 +1,8 @@
 """Which llama.cpp configuration a model gets on this machine, found by trying it.
 
-Some machines advertise CPU features they do not let a process use (a virtual machine
-whose CPU says AMX): a model loaded the fast way dies on its first prompt. So before a
+A build or a machine can break the fast way of loading a model: llama.cpp's AMX kernels
+compiled by GCC 12 without scripts/gcc_amx_tile_fix.h fault on the first prompt, and a virtual
+machine may advertise CPU features it does not let a process use. So before a
 model is first used here, a throwaway child process loads it, evaluates a prompt of a few
 hundred tokens, decodes a few more, and decodes as many in every slot at once (each timing
 taken twice, the faster kept: ``runner.PROBE_ROUNDS``), in each configuration worth having,

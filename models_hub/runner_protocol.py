@@ -28,9 +28,10 @@ from dataclasses import dataclass, field, replace
 
 # The runner process, started by the supervisor with one end of a socket pair.
 RUNNER_MODULE = "models_hub.runner"
-# Set in a runner's environment by tests only: makes it crash the way broken hardware does.
+# Set in a runner's environment by tests only: makes it crash the way a broken build or machine does.
 # "load": every model load; "repacked-batch": evaluating more than one token at a time with
-# repacked weights, which is what a CPU that advertises AMX without allowing it does.
+# repacked weights, which is what llama.cpp's AMX kernels do when GCC 12 built them unfixed
+# (scripts/gcc_amx_tile_fix.h).
 FAULT_ENV = "LOCALAI_RUNNER_FAULT"
 FAULTS = ("load", "repacked-batch")
 
@@ -76,7 +77,7 @@ class RuntimeConfig:
     def batches_sequences(self) -> bool:
         """Whether several replies' tokens go to llama.cpp in one call. With a micro-batch of
         one they do not: llama.cpp would still hand the repacked kernels one token per reply
-        at once, which is what faults on a CPU that advertises AMX without allowing it."""
+        at once, which is what faults where the AMX kernels were miscompiled."""
         return self.n_ubatch > 1
 
     @property

@@ -92,7 +92,7 @@ class LlamaServer:
                 "--api_key", API_KEY,
                 "--n_ctx", "4096",
                 # One token per micro-batch: batched prompt evaluation with repacked weights
-                # crashes where a CPU advertises AMX that the VM does not allow. The app's
+                # crashes on an AMX CPU if GCC 12 built llama.cpp without the Makefile's fix. The app's
                 # runner finds that out by probing; this stand-in provider just avoids it.
                 "--n_ubatch", "1",
             ],

@@ -128,7 +128,8 @@ def loaded_model() -> dict:
 
 # Both ways of writing replies together, each safe on every CPU: plain weights take every
 # reply's token in one batch; repacked weights with a micro-batch of one take one call per
-# reply, since several at once fault where AMX is advertised but not allowed.
+# reply, since several at once fault where llama.cpp's AMX kernels were miscompiled
+# (scripts/gcc_amx_tile_fix.h says how).
 @pytest.mark.parametrize(
     "config",
     [RuntimeConfig(use_extra_bufts=False), RuntimeConfig(n_ubatch=1)],
