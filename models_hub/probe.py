@@ -55,6 +55,13 @@ FEATURE_FLAGS = {
 _NOTABLE_FLAGS = {"avx", "fma", "f16c", "avx512bw"}.union(*FEATURE_FLAGS.values())
 
 
+# Said where repacked weights crash on a CPU with AMX: the likeliest cause is the build.
+AMX_BUILD_HINT = (
+    "On a CPU with AMX, that is how llama.cpp fails when GCC 12 built it without"
+    ' scripts/gcc_amx_tile_fix.h; "make llama-rebuild" compiles it again with the fix.'
+)
+
+
 class ProbeFailed(Exception):
     """No configuration survived: the model cannot run on this machine."""
 
@@ -274,11 +281,15 @@ def probe_run(spec: LoadSpec) -> ProbeResult:
     failed = [f"{a.label} failed ({a.outcome})" for _, a in attempts if not a.ok]
     beaten = [f"{a.label} is slower ({a.outcome})" for a in survivors if a is not chosen]
     works = f"{chosen.label} works ({chosen.outcome})"
+    reason = "; ".join([*failed, *beaten, works]) + "."
+    repacked_crashed = any(config == RuntimeConfig() and not attempt.ok for config, attempt in attempts)
+    if repacked_crashed and cpu_widest_unit(cpu_features()) == "AMX":
+        reason += " " + AMX_BUILD_HINT
     return ProbeResult(
         key=probe_key(spec),
         slug=spec.slug,
         config=next(config for config, attempt in attempts if attempt is chosen),
-        reason="; ".join([*failed, *beaten, works]) + ".",
+        reason=reason,
         attempts=[attempt for _, attempt in attempts],
         probed_at=time.time(),
     )

@@ -371,11 +371,14 @@ def test_the_choice_among_survivors_is_the_one_never_far_behind():
     assert probe.best_of([attempt("one slot", 300, 170), attempt("other", 250, 90)]).label == "one slot"
 
 
-def test_the_probe_survives_a_configuration_that_crashes_and_keeps_the_fastest_that_works(settings, tmp_path):
+def test_the_probe_survives_a_configuration_that_crashes_and_keeps_the_fastest_that_works(
+    settings, tmp_path, monkeypatch
+):
     # What an AMX CPU does with a llama.cpp whose AMX kernels GCC 12 miscompiled: repacked
     # weights fault on any batch of more than one token.
     settings.DATA_DIR = tmp_path
     supervisor.env[FAULT_ENV] = "repacked-batch"
+    monkeypatch.setattr(probe, "cpu_features", lambda: ["avx2", "avx512f", "amx_int8", "amx_tile"])
     load = spec(str(bundled_model_path()), "a")
     result = probe.config_for(load)
     assert [(a.label, a.ok) for a in result.attempts] == [
@@ -385,6 +388,7 @@ def test_the_probe_survives_a_configuration_that_crashes_and_keeps_the_fastest_t
     ]
     assert result.label == probe.best_of(result.attempts[1:]).label
     assert "repacked weights failed (signal 11 (SIGSEGV))" in result.reason
+    assert result.reason.endswith('"make llama-rebuild" compiles it again with the fix.')
     # The runner writes a reply with that choice, under the same fault.
     request = GenerateRequest(
         spec=load,
