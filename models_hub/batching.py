@@ -14,10 +14,12 @@ evaluates only what is new. A reply takes, in this order: the slot that holds it
 conversation; a free slot holding a conversation of the same person's that its prompt
 continues (an API client sending a whole history again); an empty slot; the free slot whose
 conversation, the same person's, shares the longest start with its prompt; the slot least
-recently used. A slot handed to another conversation first copies its own out to the store,
-which keeps it while memory allows; a conversation kept there is copied back into whichever
-slot its next turn takes (see ``PromptStore``). Nobody's reply starts from someone else's
-tokens.
+recently used. Where another slot of the same person's holds a longer start of the prompt than
+the slot taken (a persona's system prompt, the same question asked in a new conversation), that
+start is copied in rather than evaluated again. A slot handed to another conversation first
+copies its own out to the store, which keeps it while memory allows; a conversation kept there
+is copied back into whichever slot its next turn takes (see ``PromptStore``). Nobody's reply
+starts from someone else's tokens.
 
 Slots are llama.cpp sequences, each with a stream of its own, and llama.cpp evaluates a batch
 in one pass only over sequences with consecutive ids: replies in slots 0, 2, 4 and 6 take four
@@ -199,6 +201,10 @@ PROMPT_PIECE_WHILE_WRITING = 64
 # Steps the replies being written stay the same, none waiting, before those apart are moved
 # together: ~0.1-0.3 s, by which a burst of replies has reached its slots.
 SETTLED_STEPS = 8
+# A start of the prompt at least this long, held in another slot of the same person's, is
+# copied into a reply's slot instead of evaluated again: llama.cpp copies the slot's whole stream
+# (~10 ms for the bundled model), as long as 10-40 prompt tokens take on two cores.
+BORROWED_START_TOKENS = 32
 
 
 class Decoder:
@@ -318,8 +324,9 @@ class Decoder:
                 waited = bool(admitted or self._waiting)
                 forget_due, self._forget_due = self._forget_due, False
             try:
+                seating = {slot.seq_id for slot, _ in admitted}
                 for slot, reply in admitted:
-                    self._seat(slot, reply)
+                    self._seat(slot, reply, seating)
                 if forget_due:
                     self._empty_forgotten()
                 if self._batches_sequences:
@@ -405,9 +412,10 @@ class Decoder:
     def _same_person(slot: _Slot, reply: _Reply) -> bool:
         return bool(slot.owner and reply.cache_key) and person_of(slot.owner) == reply.person
 
-    def _seat(self, slot: _Slot, reply: _Reply) -> None:
+    def _seat(self, slot: _Slot, reply: _Reply, seating: set[int]) -> None:
         """Prepare ``slot``'s KV cache for ``reply``: its own conversation's tokens, or a
-        start shared with the same person's, or nothing."""
+        start shared with the same person's, or nothing. ``seating``: the slots being
+        prepared in this round, whose caches are about to change."""
         if slot.owner != reply.cache_key or not reply.cache_key:
             incoming = self._store.prompt_take(reply.cache_key) if reply.cache_key else None
             self._vacate(slot)
@@ -416,6 +424,8 @@ class Decoder:
             elif not self._same_person(slot, reply):
                 self._clear(slot)
             slot.owner = reply.cache_key
+            if incoming is None:
+                self._borrow_start(slot, reply, seating)
         # At least the prompt's last token is evaluated: its logits give the first token.
         reused = min(_common_prefix(slot.tokens, reply.prompt), len(reply.prompt) - 1)
         llama_cpp.llama_memory_seq_rm(self._memory(), slot.seq_id, reused, -1)
@@ -426,6 +436,23 @@ class Decoder:
             reply.max_tokens = self._n_ctx_seq
         if reply.cache_key and self._store.is_forgotten(reply.cache_key):
             reply.cache_key = ""  # deleted before it started: its tokens go when it ends
+
+    def _borrow_start(self, slot: _Slot, reply: _Reply, seating: set[int]) -> None:
+        """Copy in the longest start of ``reply``'s prompt that another slot holds for the same
+        person (a persona's system prompt, the same question in a new conversation), where
+        it is ``BORROWED_START_TOKENS`` longer than what ``slot`` holds."""
+        lenders = [s for s in self._slots if s.seq_id not in seating and self._same_person(s, reply)]
+        if not lenders:
+            return
+        lender = max(lenders, key=lambda s: _common_prefix(s.tokens, reply.prompt))
+        shared = min(_common_prefix(lender.tokens, reply.prompt), len(reply.prompt) - 1)
+        if shared < _common_prefix(slot.tokens, reply.prompt) + BORROWED_START_TOKENS:
+            return
+        # llama.cpp copies a sequence only whole between streams, at the next decode: the
+        # lender's cells are left as they are until then, this slot's beyond the start dropped.
+        llama_cpp.llama_memory_seq_cp(self._memory(), lender.seq_id, slot.seq_id, -1, -1)
+        llama_cpp.llama_memory_seq_rm(self._memory(), slot.seq_id, shared, -1)
+        slot.tokens = lender.tokens[:shared]
 
     def _vacate(self, slot: _Slot) -> None:
         """Copy the slot's conversation out to the store, where memory allows."""

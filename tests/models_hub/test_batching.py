@@ -314,6 +314,23 @@ def test_a_persons_new_conversation_takes_an_empty_slot_rather_than_push_out_the
     assert model["prompts_held"] == 3 and model["prompts_kept_bytes"] > 0
 
 
+def test_a_persons_new_conversation_borrows_a_start_another_of_theirs_holds_and_nobody_elses():
+    plain = RuntimeConfig(use_extra_bufts=False)  # the same text whatever the batch's size
+    load = spec(parallel=3)
+    first = alone(request(load, story("dragons"), key="ann.1", config=plain))
+    # The same question in a new conversation: an empty slot, and the start copied into it.
+    second = alone(request(load, story("dragons"), key="ann.2", config=plain))
+    assert second.counts[2] == second.counts[0] - 1, "all but the prompt's last token borrowed"
+    assert second.text == first.text
+    model = loaded_model()
+    assert (model["prompts_held"], model["prompts_kept_bytes"]) == (2, 0), "nothing copied out"
+    again = alone(request(load, follow_up(story("dragons"), first.text), key="ann.1", config=plain))
+    assert again.counts[2] >= first.counts[0], "the lender kept its conversation"
+    # Someone else asking the same starts from nothing.
+    bob = alone(request(load, story("dragons"), key="bob.1", config=plain))
+    assert bob.counts[2] == 0 and bob.text == first.text
+
+
 def test_a_stop_string_ends_a_batched_reply_before_it():
     load = spec(parallel=2)
     full = alone(request(load, story("dragons"), max_tokens=60)).text
