@@ -67,6 +67,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (  # noqa: E402
+    ROOT,
     VENV_BIN,
     bench_environment,
     free_port,
@@ -83,7 +84,7 @@ from bench._common import (  # noqa: E402
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 CACHE = Path.home() / ".cache" / "localai-bench"
 # What the Makefile forces into llama-cpp-python's C++ build: llama-server gets the same.
-GCC_AMX_FIX = Path(__file__).resolve().parent.parent / "scripts" / "gcc_amx_tile_fix.h"
+GCC_AMX_FIX = ROOT / "scripts" / "gcc_amx_tile_fix.h"
 # One subject per chat: each asks for more than 128 tokens of the bundled model.
 SUBJECTS = (
     "a lighthouse keeper and a storm",

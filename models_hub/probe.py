@@ -35,7 +35,14 @@ from pathlib import Path
 
 from django.conf import settings
 
-from .runner_protocol import RUNNER_MODULE, BuildInfo, LoadSpec, RuntimeConfig, config_candidates
+from .runner_protocol import (
+    DEFAULT_CONFIG,
+    RUNNER_MODULE,
+    BuildInfo,
+    LoadSpec,
+    RuntimeConfig,
+    config_candidates,
+)
 from .supervisor import exit_description, supervisor
 
 logger = logging.getLogger(__name__)
@@ -282,7 +289,7 @@ def probe_run(spec: LoadSpec) -> ProbeResult:
     beaten = [f"{a.label} is slower ({a.outcome})" for a in survivors if a is not chosen]
     works = f"{chosen.label} works ({chosen.outcome})"
     reason = "; ".join([*failed, *beaten, works]) + "."
-    repacked_crashed = any(config == RuntimeConfig() and not attempt.ok for config, attempt in attempts)
+    repacked_crashed = any(config == DEFAULT_CONFIG and not attempt.ok for config, attempt in attempts)
     if repacked_crashed and cpu_widest_unit(cpu_features()) == "AMX":
         reason += " " + AMX_BUILD_HINT
     return ProbeResult(
